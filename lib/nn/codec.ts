@@ -1,0 +1,234 @@
+/**
+ * Model bytes: a versioned msgpack envelope holding a model's architecture and parameters.
+ *
+ * Layout (format version 1):
+ *
+ * ```
+ * envelope = msgpack map {
+ *   format:  "fedgpu-model"
+ *   version: 1
+ *   body:    bin   msgpack map { layers: [layer...], params: bin (little-endian float32) }
+ *   sha256:  bin   SHA-256 of body's bytes
+ * }
+ * layer = { kind: "dense", nIn: uint, nOut: uint, activation: "identity" | "relu" }
+ *       | { kind: "relu" } | { kind: "softmax" }
+ * ```
+ *
+ * The digest makes any corruption of the body an error instead of a slightly wrong model.
+ *
+ * @module
+ */
+
+import { decode, encode } from "@msgpack/msgpack";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { Dense, type Layer, relu, softmax } from "./layers.ts";
+import { countParams, MAX_PARAMS, Model } from "./model.ts";
+
+/** The envelope's format tag. */
+export const MODEL_FORMAT = "fedgpu-model";
+/** The envelope version this library writes and reads. */
+export const MODEL_FORMAT_VERSION = 1;
+/** Default limit on the size of model bytes accepted by {@linkcode modelFromBytes} (1 GiB). */
+export const DEFAULT_MAX_MODEL_BYTES = 1 << 30;
+
+/** Why model bytes were rejected. */
+export type ModelFormatErrorCode =
+  | "too-large"
+  | "truncated"
+  | "corrupt"
+  | "not-a-model"
+  | "version"
+  | "checksum"
+  | "architecture";
+
+/** Model bytes that cannot be decoded into a model. */
+export class ModelFormatError extends Error {
+  /** What was wrong. */
+  readonly code: ModelFormatErrorCode;
+
+  /**
+   * Creates the error.
+   *
+   * @param code What was wrong.
+   * @param message A sentence saying so.
+   * @param options The underlying cause, if any.
+   */
+  constructor(code: ModelFormatErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ModelFormatError";
+    this.code = code;
+  }
+}
+
+/** Options of {@linkcode modelFromBytes}. */
+export interface ModelFromBytesOptions {
+  /** The largest input accepted, in bytes (default {@linkcode DEFAULT_MAX_MODEL_BYTES}). */
+  maxBytes?: number;
+}
+
+function _layerToRecord(layer: Layer): Record<string, unknown> {
+  return layer.kind === "dense"
+    ? { kind: "dense", nIn: layer.nIn, nOut: layer.nOut, activation: layer.activation }
+    : { kind: layer.kind };
+}
+
+function _isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Uint8Array);
+}
+
+function _layerFromRecord(value: unknown, index: number): Layer {
+  const where = `layer ${index + 1}`;
+  if (!_isRecord(value)) {
+    throw new ModelFormatError("architecture", `Model bytes have a malformed ${where}`);
+  }
+  switch (value.kind) {
+    case "relu":
+      return relu;
+    case "softmax":
+      return softmax;
+    case "dense": {
+      const { nIn, nOut, activation } = value;
+      if (activation !== "identity" && activation !== "relu") {
+        throw new ModelFormatError(
+          "architecture",
+          `Model bytes have an unknown activation in ${where}: ${String(activation)}`,
+        );
+      }
+      try {
+        return Dense(nIn as number, nOut as number, activation === "relu" ? relu : undefined);
+      } catch (cause) {
+        throw new ModelFormatError(
+          "architecture",
+          `Model bytes have an invalid ${where}: ${(cause as Error).message}`,
+          { cause },
+        );
+      }
+    }
+    default:
+      throw new ModelFormatError(
+        "architecture",
+        `Model bytes have an unknown layer kind in ${where}: ${String(value.kind)}`,
+      );
+  }
+}
+
+function _decodeMsgpack(bytes: Uint8Array, what: string): unknown {
+  try {
+    // Bounds keep a hostile length field from allocating more than the input could hold.
+    return decode(bytes, {
+      maxStrLength: 1 << 16,
+      maxBinLength: bytes.length,
+      maxArrayLength: 1 << 16,
+      maxMapLength: 64,
+      maxExtLength: 0,
+    });
+  } catch (cause) {
+    const message = (cause as Error).message ?? String(cause);
+    const truncated = cause instanceof RangeError && /insufficient data|out of range|outside the bounds|bin length/i
+      .test(message);
+    throw new ModelFormatError(
+      truncated ? "truncated" : "corrupt",
+      truncated ? `Model bytes are truncated (${what})` : `Model bytes are corrupt (${what}): ${message}`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * Encodes a model (architecture and parameters) as versioned bytes.
+ *
+ * @param model The model.
+ * @returns The envelope bytes; {@linkcode modelFromBytes} restores the model bit for bit.
+ *
+ * @example Usage
+ * ```ts
+ * import { Chain, Dense, modelFromBytes, modelToBytes, relu, softmax } from "@fedgpu/fedgpu";
+ * import { deepStrictEqual, strictEqual } from "node:assert/strict";
+ *
+ * const model = Chain(Dense(10, 5, relu), Dense(5, 2), softmax);
+ * const copy = modelFromBytes(modelToBytes(model));
+ * strictEqual(String(copy), String(model));
+ * deepStrictEqual(copy.params, model.params);
+ * ```
+ */
+export function modelToBytes(model: Model): Uint8Array {
+  const params = new Uint8Array(model.params.length * 4);
+  const view = new DataView(params.buffer);
+  for (let i = 0; i < model.params.length; i++) view.setFloat32(i * 4, model.params[i]!, true);
+  const body = encode({ layers: model.layers.map(_layerToRecord), params });
+  return encode({
+    format: MODEL_FORMAT,
+    version: MODEL_FORMAT_VERSION,
+    body,
+    sha256: sha256(body),
+  });
+}
+
+/**
+ * Decodes bytes written by {@linkcode modelToBytes} into a model, validating everything:
+ * size, envelope, version, digest, architecture and parameter count.
+ *
+ * @param bytes The envelope bytes.
+ * @param options `maxBytes`, checked before anything is decoded.
+ * @returns The model.
+ * @throws {ModelFormatError} With a `code` saying what was wrong: `too-large`, `truncated`,
+ *   `corrupt`, `not-a-model`, `version`, `checksum` or `architecture`.
+ */
+export function modelFromBytes(bytes: Uint8Array, options: ModelFromBytesOptions = {}): Model {
+  const { maxBytes = DEFAULT_MAX_MODEL_BYTES } = options;
+  if (!(bytes instanceof Uint8Array)) {
+    throw new TypeError("Model bytes must be a Uint8Array");
+  }
+  if (bytes.length > maxBytes) {
+    throw new ModelFormatError(
+      "too-large",
+      `Model bytes are ${bytes.length} bytes, over the limit of ${maxBytes}`,
+    );
+  }
+  if (bytes.length === 0) throw new ModelFormatError("truncated", "Model bytes are empty");
+  const envelope = _decodeMsgpack(bytes, "envelope");
+  if (!_isRecord(envelope) || envelope.format !== MODEL_FORMAT) {
+    throw new ModelFormatError("not-a-model", "Bytes are not a fedgpu model envelope");
+  }
+  if (envelope.version !== MODEL_FORMAT_VERSION) {
+    throw new ModelFormatError(
+      "version",
+      `Model format version ${String(envelope.version)} is not supported (this library reads version ${MODEL_FORMAT_VERSION})`,
+    );
+  }
+  const { body, sha256: digest } = envelope;
+  if (!(body instanceof Uint8Array) || !(digest instanceof Uint8Array) || digest.length !== 32) {
+    throw new ModelFormatError("corrupt", "Model envelope lacks its body or digest");
+  }
+  const actual = sha256(body);
+  if (!actual.every((byte, i) => byte === digest[i])) {
+    throw new ModelFormatError("checksum", "Model bytes fail their SHA-256 check");
+  }
+  const decoded = _decodeMsgpack(body, "body");
+  if (!_isRecord(decoded) || !Array.isArray(decoded.layers) || !(decoded.params instanceof Uint8Array)) {
+    throw new ModelFormatError("corrupt", "Model body lacks its layers or parameters");
+  }
+  const layers = decoded.layers.map(_layerFromRecord);
+  let count: number;
+  try {
+    count = countParams(layers);
+  } catch (cause) {
+    throw new ModelFormatError(
+      "architecture",
+      `Model bytes hold an invalid chain: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  const raw = decoded.params;
+  if (count > MAX_PARAMS || raw.length !== count * 4) {
+    throw new ModelFormatError(
+      "architecture",
+      `Model bytes hold ${raw.length} parameter bytes, the architecture needs ${count * 4}`,
+    );
+  }
+  const params = new Float32Array(count);
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  for (let i = 0; i < count; i++) params[i] = view.getFloat32(i * 4, true);
+  return new Model(layers, params);
+}

@@ -1,0 +1,63 @@
+/**
+ * fedgpu: federated learning for Deno.
+ *
+ * Clients train small neural networks on data that never leaves them; a server averages
+ * their updates (FedAvg) round by round. This module is the library: the model core
+ * (`Chain`, `Dense`, `relu`, `softmax`, `train`, `evaluate`), model bytes, datasets and
+ * partitioners, and the federated strategies and in-process simulation.
+ *
+ * @example Usage
+ * ```ts
+ * import { Chain, Dense, modelFromBytes, modelToBytes, relu, softmax } from "@fedgpu/fedgpu";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const model = Chain(Dense(10, 5, relu), Dense(5, 2), softmax);
+ * const probs = model.forward(new Float32Array(4 * 10).fill(1)); // (4, 2)
+ * deepStrictEqual(modelFromBytes(modelToBytes(model)).params, model.params);
+ * ```
+ *
+ * @module
+ */
+
+export { Rng } from "./lib/rng.ts";
+
+export {
+  Dense,
+  type DenseLayer,
+  formatLayer,
+  type Layer,
+  MAX_LAYER_WIDTH,
+  relu,
+  type ReluLayer,
+  softmax,
+  type SoftmaxLayer,
+} from "./lib/nn/layers.ts";
+export { Chain, countParams, type DenseParams, MAX_PARAMS, Model } from "./lib/nn/model.ts";
+export {
+  denseBackward,
+  denseForward,
+  reluBackward,
+  reluForward,
+  softmaxCrossEntropy,
+  softmaxForward,
+} from "./lib/nn/kernels.ts";
+export { Sgd, type SgdOptions } from "./lib/nn/optim.ts";
+export {
+  evaluate,
+  type Metrics,
+  train,
+  type TrainOptions,
+  type TrainResult,
+} from "./lib/nn/train.ts";
+export {
+  DEFAULT_MAX_MODEL_BYTES,
+  MODEL_FORMAT,
+  MODEL_FORMAT_VERSION,
+  modelFromBytes,
+  type ModelFromBytesOptions,
+  ModelFormatError,
+  type ModelFormatErrorCode,
+  modelToBytes,
+} from "./lib/nn/codec.ts";
+
+export { createDataset, type Dataset, subset } from "./lib/data/dataset.ts";

@@ -53,11 +53,44 @@ export {
   DEFAULT_MAX_MODEL_BYTES,
   MODEL_FORMAT,
   MODEL_FORMAT_VERSION,
-  modelFromBytes,
-  type ModelFromBytesOptions,
   ModelFormatError,
   type ModelFormatErrorCode,
+  modelFromBytes,
+  type ModelFromBytesOptions,
   modelToBytes,
 } from "./lib/nn/codec.ts";
 
+export { mnist2nn } from "./lib/nn/presets.ts";
+
 export { createDataset, type Dataset, subset } from "./lib/data/dataset.ts";
+export {
+  DataFormatError,
+  type DataFormatErrorCode,
+  type DataFormatErrorOptions,
+} from "./lib/data/errors.ts";
+export {
+  type IdxArray,
+  type IdxData,
+  type IdxOptions,
+  idxToBytes,
+  type IdxType,
+  parseIdx,
+  readIdx,
+} from "./lib/data/idx.ts";
+export { loadMnist, type MnistDatasets, type MnistOptions } from "./lib/data/mnist.ts";
+export {
+  type DirichletOptions,
+  type IidOptions,
+  partition,
+  partitionDirichlet,
+  partitionIid,
+  type PartitionOptions,
+  type PartitionScheme,
+  partitionShards,
+  type ShardsOptions,
+} from "./lib/data/partition.ts";
+export { type CsvDataset, type CsvOptions, loadCsv, parseCsv } from "./lib/data/csv.ts";
+
+export type { Strategy } from "./lib/fl/strategy.ts";
+export { FedAvg, type FedAvgOptions } from "./lib/fl/fedavg.ts";
+export { type RoundRecord, simulate, type SimulateOptions, STREAM } from "./lib/fl/simulate.ts";

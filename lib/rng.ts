@@ -2,25 +2,21 @@
  * The one seeded random number generator of the library.
  *
  * xoshiro128** 1.1 (D. Blackman, S. Vigna, "Scrambled Linear Pseudorandom Number Generators",
- * ACM TOMS 2021), its 128-bit state filled by SplitMix32 from a seed and an optional stream path.
- * The same seed and path give the same numbers on every platform: all arithmetic is on 32-bit
- * integers, and floats are built from integer bits.
+ * ACM TOMS 2021). Its 128-bit state is the first 16 bytes (four little-endian 32-bit words) of
+ * SHA-256 over the ASCII tag `fedgpu-rng/v1` followed by the seed and each stream key as 8-byte
+ * big-endian integers. Distinct (seed, stream) pairs thus get unrelated states, with no
+ * collisions to worry about; the same pair gives the same numbers on every platform, since all
+ * arithmetic is on 32-bit integers and floats are built from integer bits.
  *
  * Not for cryptography: secrets come from `crypto.getRandomValues`.
  *
  * @module
  */
 
-const _MAX_SEED = Number.MAX_SAFE_INTEGER;
+import { sha256 } from "@noble/hashes/sha2.js";
 
-/** SplitMix32 step: advances `state` (one-element array) and returns a well-mixed 32-bit word. */
-function _splitmix32(state: Uint32Array): number {
-  state[0] = (state[0]! + 0x9e3779b9) >>> 0;
-  let z = state[0]!;
-  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-  return (z ^ (z >>> 16)) >>> 0;
-}
+const _MAX_SEED = Number.MAX_SAFE_INTEGER;
+const _TAG = new TextEncoder().encode("fedgpu-rng/v1");
 
 function _checkKey(value: number, name: string): void {
   if (!Number.isSafeInteger(value) || value < 0 || value > _MAX_SEED) {
@@ -58,16 +54,18 @@ export class Rng {
    */
   constructor(seed: number, stream: readonly number[] = []) {
     _checkKey(seed, "Seed");
-    const mix = new Uint32Array(1);
-    // Absorb each key's high and low 32-bit halves into the SplitMix state.
-    for (const key of [seed, ...stream]) {
+    const keys = [seed, ...stream];
+    const message = new Uint8Array(_TAG.length + 8 * keys.length);
+    message.set(_TAG);
+    const view = new DataView(message.buffer);
+    keys.forEach((key, i) => {
       _checkKey(key, "Stream key");
-      mix[0] = (mix[0]! ^ _splitmix32(mix) ^ Math.floor(key / 0x100000000)) >>> 0;
-      mix[0] = (mix[0]! ^ _splitmix32(mix) ^ (key >>> 0)) >>> 0;
-    }
-    for (let i = 0; i < 4; i++) this.#s[i] = _splitmix32(mix);
-    // xoshiro's all-zero state is a fixed point; SplitMix32 output makes it practically
-    // impossible, but guard anyway.
+      view.setUint32(_TAG.length + 8 * i, Math.floor(key / 0x100000000));
+      view.setUint32(_TAG.length + 8 * i + 4, key >>> 0);
+    });
+    const digest = new DataView(sha256(message).buffer);
+    for (let i = 0; i < 4; i++) this.#s[i] = digest.getUint32(4 * i, true);
+    // xoshiro's all-zero state is a fixed point (probability 2^-128, but cheap to rule out).
     if ((this.#s[0]! | this.#s[1]! | this.#s[2]! | this.#s[3]!) === 0) this.#s[0] = 1;
   }
 
@@ -142,6 +140,9 @@ export class Rng {
    * A Gamma(shape, 1) variate (Marsaglia and Tsang, ACM TOMS 2000; shape < 1 by the
    * `Gamma(shape + 1) * U^(1/shape)` boost).
    *
+   * For shapes far below 1 the result can underflow to 0; work in log space there (as
+   * `partitionDirichlet` does).
+   *
    * @param shape The shape parameter, > 0.
    * @throws {RangeError} If `shape` is not positive and finite.
    */
@@ -189,8 +190,13 @@ export class Rng {
    * A uniformly random permutation of 0..n-1.
    *
    * @param n The length, a non-negative integer below 2^32.
+   * @returns The permutation.
+   * @throws {RangeError} If `n` is out of range.
    */
   permutation(n: number): Uint32Array {
+    if (!Number.isInteger(n) || n < 0 || n >= 0x100000000) {
+      throw new RangeError(`Permutation length must be an integer in [0, 2^32), got ${n}`);
+    }
     const out = new Uint32Array(n);
     for (let i = 0; i < n; i++) out[i] = i;
     return this.shuffle(out);

@@ -125,11 +125,14 @@ function _decodeMsgpack(bytes: Uint8Array, what: string): unknown {
     });
   } catch (cause) {
     const message = (cause as Error).message ?? String(cause);
-    const truncated = cause instanceof RangeError && /insufficient data|out of range|outside the bounds|bin length/i
-      .test(message);
+    const truncated = cause instanceof RangeError &&
+      /insufficient data|out of range|outside the bounds|bin length/i
+        .test(message);
     throw new ModelFormatError(
       truncated ? "truncated" : "corrupt",
-      truncated ? `Model bytes are truncated (${what})` : `Model bytes are corrupt (${what}): ${message}`,
+      truncated
+        ? `Model bytes are truncated (${what})`
+        : `Model bytes are corrupt (${what}): ${message}`,
       { cause },
     );
   }
@@ -194,7 +197,9 @@ export function modelFromBytes(bytes: Uint8Array, options: ModelFromBytesOptions
   if (envelope.version !== MODEL_FORMAT_VERSION) {
     throw new ModelFormatError(
       "version",
-      `Model format version ${String(envelope.version)} is not supported (this library reads version ${MODEL_FORMAT_VERSION})`,
+      `Model format version ${
+        String(envelope.version)
+      } is not supported (this library reads version ${MODEL_FORMAT_VERSION})`,
     );
   }
   const { body, sha256: digest } = envelope;
@@ -206,7 +211,9 @@ export function modelFromBytes(bytes: Uint8Array, options: ModelFromBytesOptions
     throw new ModelFormatError("checksum", "Model bytes fail their SHA-256 check");
   }
   const decoded = _decodeMsgpack(body, "body");
-  if (!_isRecord(decoded) || !Array.isArray(decoded.layers) || !(decoded.params instanceof Uint8Array)) {
+  if (
+    !_isRecord(decoded) || !Array.isArray(decoded.layers) || !(decoded.params instanceof Uint8Array)
+  ) {
     throw new ModelFormatError("corrupt", "Model body lacks its layers or parameters");
   }
   const layers = decoded.layers.map(_layerFromRecord);

@@ -114,7 +114,9 @@ export class Model {
     const rows = batch ?? x.length / this.inputSize;
     if (!Number.isInteger(rows) || rows < 0 || x.length !== rows * this.inputSize) {
       throw new RangeError(
-        `Input of ${x.length} values is not ${batch ?? "a whole number of"} examples of ${this.inputSize}`,
+        `Input of ${x.length} values is not ${
+          batch ?? "a whole number of"
+        } examples of ${this.inputSize}`,
       );
     }
     let current = x;
@@ -175,7 +177,9 @@ export function countParams(layers: readonly Layer[]): number {
       case "dense":
         if (width !== undefined && spec.nIn !== width) {
           throw new TypeError(
-            `Layer ${i + 1} (${formatLayer(spec)}) expects ${spec.nIn} inputs but receives ${width}`,
+            `Layer ${i + 1} (${
+              formatLayer(spec)
+            }) expects ${spec.nIn} inputs but receives ${width}`,
           );
         }
         width = spec.nOut;

@@ -205,7 +205,9 @@ export function train(model: Model, data: Dataset, options: TrainOptions): Train
   let steps = 0;
   let last: Metrics = { loss: NaN, accuracy: NaN, examples: 0 };
   for (let epoch = 1; epoch <= epochs; epoch++) {
-    const order = shuffle ? rng.permutation(data.n) : Uint32Array.from({ length: data.n }, (_, i) => i);
+    const order = shuffle
+      ? rng.permutation(data.n)
+      : Uint32Array.from({ length: data.n }, (_, i) => i);
     let lossSum = 0;
     let correct = 0;
     for (let start = 0; start < data.n; start += batch) {

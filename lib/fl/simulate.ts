@@ -1,0 +1,215 @@
+/**
+ * Federated learning simulated in one process: the server's loop of FedAvg (McMahan et al.
+ * 2017, Algorithm 1) over clients that each hold a partition of a dataset.
+ *
+ * Random streams are keyed by the seed so that a round's outcome depends only on the seed,
+ * the round number and the client ids: partition `[1]`, client sampling `[2, round]`, local
+ * shuffling `[3, round, client]`.
+ *
+ * @module
+ */
+
+import { type Dataset, subset } from "../data/dataset.ts";
+import { loadMnist } from "../data/mnist.ts";
+import { partition, type PartitionScheme } from "../data/partition.ts";
+import type { Model } from "../nn/model.ts";
+import { mnist2nn } from "../nn/presets.ts";
+import { evaluate, train } from "../nn/train.ts";
+import { Rng } from "../rng.ts";
+import { FedAvg } from "./fedavg.ts";
+import type { Strategy } from "./strategy.ts";
+
+/** Stream keys of the simulation's random numbers (see the module doc). */
+export const STREAM = { partition: 1, sample: 2, train: 3 } as const;
+
+/** Options of {@linkcode simulate}. */
+export interface SimulateOptions {
+  /** The initial global model, trained in place (default {@linkcode mnist2nn} of `seed`). */
+  model?: Model;
+  /** Data split over the clients (default MNIST's 60,000 training images). */
+  train?: Dataset;
+  /** Held-out data scored after each round (default MNIST's 10,000 test images). */
+  test?: Dataset;
+  /** Number of clients K (default 100). */
+  clients?: number;
+  /** Fraction C of clients sampled each round, in (0, 1] (default 0.1; at least one client). */
+  fraction?: number;
+  /** Number of rounds (default 100). */
+  rounds?: number;
+  /** Local epochs E (default 1). */
+  epochs?: number;
+  /** Local batch size B (default 10). */
+  batchSize?: number;
+  /** Local learning rate (default 0.1). */
+  lr?: number;
+  /** Local SGD momentum (default 0). */
+  momentum?: number;
+  /** Local weight decay (default 0). */
+  weightDecay?: number;
+  /** How the training data is split (default "iid"). */
+  partition?: PartitionScheme;
+  /** Concentration of the Dirichlet partition (default 0.5). */
+  alpha?: number;
+  /** Shards per client of the "shards" partition (default 2). */
+  shardsPerClient?: number;
+  /** The aggregation strategy (default a new {@linkcode FedAvg}). */
+  strategy?: Strategy;
+  /** Seed of every random choice (default 0). */
+  seed?: number;
+}
+
+/** What happened in one round. */
+export interface RoundRecord {
+  /** Round number, from 1. */
+  round: number;
+  /** Test accuracy of the new global model (NaN without test data). */
+  accuracy: number;
+  /** Test loss of the new global model (NaN without test data). */
+  loss: number;
+  /** Example-weighted mean of the clients' training loss during their last local epoch. */
+  trainLoss: number;
+  /** Ids of the clients sampled this round, ascending. */
+  clients: number[];
+  /** Examples the sampled clients hold. */
+  examples: number;
+  /** Wall-clock seconds the round took, training and evaluation. */
+  seconds: number;
+  /** The global model after the round: the live model, updated in place by later rounds. */
+  model: Model;
+}
+
+function _check(condition: boolean, message: string): void {
+  if (!condition) throw new RangeError(message);
+}
+
+/**
+ * Runs FedAvg in process and yields a record after every round.
+ *
+ * Each round samples `max(round(C * K), 1)` clients without replacement; each trains a copy of
+ * the global model for E epochs with batch size B on its partition; the strategy folds in the
+ * updates weighted by example counts. Same options and seed, same bits.
+ *
+ * @param options Clients, fraction, rounds, epochs, batch size, learning rate, partition, seed.
+ * @returns An async iterator of round records; stop early by breaking out of the loop.
+ * @throws {RangeError} If an option is out of range (when iteration starts).
+ *
+ * @example Usage
+ * ```ts
+ * import { Chain, createDataset, Dense, relu, Rng, simulate, softmax } from "@fedgpu/fedgpu";
+ * import { ok } from "node:assert/strict";
+ *
+ * // Two Gaussian blobs, split over 10 clients.
+ * const rng = new Rng(7);
+ * const n = 400;
+ * const x = new Float32Array(n * 2);
+ * const y = new Int32Array(n);
+ * for (let i = 0; i < n; i++) {
+ *   y[i] = i % 2;
+ *   x[2 * i] = rng.normal() + (y[i] ? 2 : -2);
+ *   x[2 * i + 1] = rng.normal();
+ * }
+ * const data = createDataset(x, y, { features: 2, classes: 2 });
+ * let last = 0;
+ * for await (const record of simulate({
+ *   model: Chain(Dense(2, 8, relu), Dense(8, 2), softmax),
+ *   train: data,
+ *   test: data,
+ *   clients: 10,
+ *   fraction: 0.5,
+ *   rounds: 5,
+ *   batchSize: 10,
+ *   lr: 0.1,
+ * })) {
+ *   last = record.accuracy;
+ * }
+ * ok(last > 0.9);
+ * ```
+ */
+export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<RoundRecord> {
+  const {
+    clients = 100,
+    fraction = 0.1,
+    rounds = 100,
+    epochs = 1,
+    batchSize = 10,
+    lr = 0.1,
+    momentum = 0,
+    weightDecay = 0,
+    partition: scheme = "iid",
+    alpha = 0.5,
+    shardsPerClient = 2,
+    seed = 0,
+  } = options;
+  _check(
+    Number.isInteger(clients) && clients >= 1,
+    `Clients must be a positive integer, got ${clients}`,
+  );
+  _check(fraction > 0 && fraction <= 1, `Client fraction must be in (0, 1], got ${fraction}`);
+  _check(
+    Number.isInteger(rounds) && rounds >= 0,
+    `Rounds must be a non-negative integer, got ${rounds}`,
+  );
+  let trainData = options.train;
+  let testData = options.test;
+  if (trainData === undefined) {
+    const mnist = await loadMnist();
+    trainData = mnist.train;
+    testData ??= mnist.test;
+  }
+  const model = options.model ?? mnist2nn(seed);
+  const strategy = options.strategy ?? new FedAvg();
+  const parts = partition(trainData.y, {
+    scheme,
+    clients,
+    alpha,
+    shardsPerClient,
+  }, new Rng(seed, [STREAM.partition]));
+  const clientData = parts.map((indices) => subset(trainData, indices));
+  const perRound = Math.max(Math.round(fraction * clients), 1);
+  const local = model.clone();
+  const update = new Float32Array(model.params.length);
+
+  for (let round = 1; round <= rounds; round++) {
+    const started = performance.now();
+    const sampled = Array.from(
+      new Rng(seed, [STREAM.sample, round]).permutation(clients).subarray(0, perRound),
+    ).sort((a, b) => a - b);
+    strategy.begin(model.params);
+    let examples = 0;
+    let trainLossSum = 0;
+    for (const client of sampled) {
+      const data = clientData[client]!;
+      if (data.n === 0) continue;
+      local.params.set(model.params);
+      const result = train(local, data, {
+        epochs,
+        batchSize,
+        lr,
+        momentum,
+        weightDecay,
+        rng: new Rng(seed, [STREAM.train, round, client]),
+      });
+      for (let i = 0; i < update.length; i++) update[i] = local.params[i]! - model.params[i]!;
+      strategy.accumulate(update, data.n);
+      examples += data.n;
+      trainLossSum += result.last.loss * data.n;
+    }
+    if (strategy.count === 0) {
+      throw new RangeError(`Round ${round} sampled only clients without data`);
+    }
+    model.params.set(strategy.finish());
+    const metrics = testData === undefined
+      ? { loss: NaN, accuracy: NaN }
+      : evaluate(model, testData);
+    yield {
+      round,
+      accuracy: metrics.accuracy,
+      loss: metrics.loss,
+      trainLoss: trainLossSum / examples,
+      clients: sampled,
+      examples,
+      seconds: (performance.now() - started) / 1000,
+      model,
+    };
+  }
+}

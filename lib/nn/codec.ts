@@ -66,6 +66,32 @@ export interface ModelFromBytesOptions {
   maxBytes?: number;
 }
 
+const _HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Reverses each 4-byte group of `bytes` in place (float32 byte order swap). */
+function _swap32(bytes: Uint8Array): Uint8Array {
+  for (let i = 0; i < bytes.length; i += 4) {
+    const [a, b, c, d] = [bytes[i]!, bytes[i + 1]!, bytes[i + 2]!, bytes[i + 3]!];
+    bytes[i] = d;
+    bytes[i + 1] = c;
+    bytes[i + 2] = b;
+    bytes[i + 3] = a;
+  }
+  return bytes;
+}
+
+/** The floats' raw bits as little-endian bytes: copied, never through float64 (NaN bits kept). */
+function _littleEndianBytes(floats: Float32Array): Uint8Array {
+  const bytes = new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength).slice();
+  return _HOST_IS_LITTLE_ENDIAN ? bytes : _swap32(bytes);
+}
+
+/** Floats from little-endian bytes, bit for bit. */
+function _floatsFromLittleEndian(raw: Uint8Array): Float32Array {
+  const bytes = raw.slice();
+  return new Float32Array((_HOST_IS_LITTLE_ENDIAN ? bytes : _swap32(bytes)).buffer);
+}
+
 function _layerToRecord(layer: Layer): Record<string, unknown> {
   return layer.kind === "dense"
     ? { kind: "dense", nIn: layer.nIn, nOut: layer.nOut, activation: layer.activation }
@@ -125,9 +151,8 @@ function _decodeMsgpack(bytes: Uint8Array, what: string): unknown {
     });
   } catch (cause) {
     const message = (cause as Error).message ?? String(cause);
-    const truncated = cause instanceof RangeError &&
-      /insufficient data|out of range|outside the bounds|bin length/i
-        .test(message);
+    // Inputs cut short surface as range errors or as a length field larger than the input.
+    const truncated = /insufficient data|out of range|outside the bounds|bin length/i.test(message);
     throw new ModelFormatError(
       truncated ? "truncated" : "corrupt",
       truncated
@@ -156,9 +181,7 @@ function _decodeMsgpack(bytes: Uint8Array, what: string): unknown {
  * ```
  */
 export function modelToBytes(model: Model): Uint8Array {
-  const params = new Uint8Array(model.params.length * 4);
-  const view = new DataView(params.buffer);
-  for (let i = 0; i < model.params.length; i++) view.setFloat32(i * 4, model.params[i]!, true);
+  const params = _littleEndianBytes(model.params);
   const body = encode({ layers: model.layers.map(_layerToRecord), params });
   return encode({
     format: MODEL_FORMAT,
@@ -234,8 +257,5 @@ export function modelFromBytes(bytes: Uint8Array, options: ModelFromBytesOptions
       `Model bytes hold ${raw.length} parameter bytes, the architecture needs ${count * 4}`,
     );
   }
-  const params = new Float32Array(count);
-  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  for (let i = 0; i < count; i++) params[i] = view.getFloat32(i * 4, true);
-  return new Model(layers, params);
+  return new Model(layers, _floatsFromLittleEndian(raw));
 }

@@ -70,13 +70,7 @@ export const MAX_LAYER_WIDTH = 1 << 24;
  * ```
  */
 export function Dense(nIn: number, nOut: number, activation?: ReluLayer): DenseLayer {
-  for (const [name, value] of [["nIn", nIn], ["nOut", nOut]] as const) {
-    if (!Number.isInteger(value) || value < 1 || value > MAX_LAYER_WIDTH) {
-      throw new RangeError(
-        `Dense ${name} must be an integer in [1, ${MAX_LAYER_WIDTH}], got ${value}`,
-      );
-    }
-  }
+  checkDenseSizes(nIn, nOut);
   if (activation !== undefined && activation !== relu) {
     const kind = (activation as { kind?: unknown } | null)?.kind;
     throw new TypeError(
@@ -91,6 +85,23 @@ export function Dense(nIn: number, nOut: number, activation?: ReluLayer): DenseL
     nOut,
     activation: activation === undefined ? "identity" : "relu",
   });
+}
+
+/**
+ * Checks the sizes of a dense layer.
+ *
+ * @param nIn Inputs per example.
+ * @param nOut Outputs per example.
+ * @throws {RangeError} If a size is not an integer in [1, {@linkcode MAX_LAYER_WIDTH}].
+ */
+export function checkDenseSizes(nIn: unknown, nOut: unknown): void {
+  for (const [name, value] of [["nIn", nIn], ["nOut", nOut]] as const) {
+    if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > MAX_LAYER_WIDTH) {
+      throw new RangeError(
+        `Dense ${name} must be an integer in [1, ${MAX_LAYER_WIDTH}], got ${String(value)}`,
+      );
+    }
+  }
 }
 
 /**

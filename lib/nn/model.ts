@@ -5,7 +5,7 @@
  */
 
 import { Rng } from "../rng.ts";
-import { type DenseLayer, formatLayer, type Layer } from "./layers.ts";
+import { checkDenseSizes, type DenseLayer, formatLayer, type Layer } from "./layers.ts";
 import { denseForward, reluForward, softmaxForward } from "./kernels.ts";
 
 /** The largest number of parameters a model may have (2^28, 1 GiB of float32). */
@@ -175,6 +175,7 @@ export function countParams(layers: readonly Layer[]): number {
   layers.forEach((spec, i) => {
     switch (spec?.kind) {
       case "dense":
+        _checkDenseRecord(spec, i);
         if (width !== undefined && spec.nIn !== width) {
           throw new TypeError(
             `Layer ${i + 1} (${
@@ -196,11 +197,39 @@ export function countParams(layers: readonly Layer[]): number {
         }
         break;
       default:
-        throw new TypeError(`Layer ${i + 1} is not a layer: ${JSON.stringify(spec)}`);
+        throw new TypeError(`Layer ${i + 1} is not a layer: ${_describe(spec)}`);
     }
   });
   if (width === undefined) throw new TypeError("A chain needs at least one Dense layer");
   return count;
+}
+
+/** Checks a dense record that may not come from `Dense()`. */
+function _checkDenseRecord(spec: DenseLayer, i: number): void {
+  try {
+    checkDenseSizes(spec.nIn, spec.nOut);
+  } catch (error) {
+    throw new RangeError(`Layer ${i + 1}: ${(error as Error).message}`);
+  }
+  if (spec.activation !== "identity" && spec.activation !== "relu") {
+    throw new TypeError(
+      `Layer ${i + 1}: Dense activation must be "identity" or "relu", got ${
+        _describe(spec.activation)
+      }`,
+    );
+  }
+}
+
+function _describe(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    // BigInts and circular objects.
+    const kind = typeof value === "object" && value !== null
+      ? (value as { kind?: unknown }).kind
+      : undefined;
+    return kind === undefined ? String(value) : `an object of kind ${String(kind)}`;
+  }
 }
 
 /**

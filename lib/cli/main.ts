@@ -12,6 +12,8 @@
 import { UsageError } from "./args.ts";
 import { type Output, reproCommand, simulateCommand } from "./simulate.ts";
 
+export type { Output };
+
 const COMMANDS: Record<
   string,
   { run: (argv: string[], out: Output) => Promise<number>; help: string }

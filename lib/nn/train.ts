@@ -62,15 +62,30 @@ class _Workspace {
   /** widths[l] is the number of values per example in acts[l]. */
   readonly widths: number[];
   readonly labels: Int32Array;
+  /** Gradient of the loss for every parameter, laid out like `model.params`. */
+  readonly paramGrads: Float32Array;
+  /** Views of `paramGrads` for each dense layer's weight and bias. */
+  readonly denseGrads: { dw: Float32Array; db: Float32Array }[];
 
-  constructor(model: Model, batch: number) {
+  constructor(model: Model, batch: number, options: { training: boolean }) {
     this.widths = [model.inputSize];
     for (const spec of model.layers) {
       this.widths.push(spec.kind === "dense" ? spec.nOut : this.widths[this.widths.length - 1]!);
     }
     this.acts = this.widths.map((width) => new Float32Array(batch * width));
-    this.grads = this.widths.map((width, l) => new Float32Array(l === 0 ? 0 : batch * width));
+    const gradSize = (l: number) => options.training && l > 0 ? batch * this.widths[l]! : 0;
+    this.grads = this.widths.map((_, l) => new Float32Array(gradSize(l)));
     this.labels = new Int32Array(batch);
+    this.paramGrads = new Float32Array(options.training ? model.params.length : 0);
+    this.denseGrads = options.training
+      ? model.dense.map(({ offset, spec }) => {
+        const wSize = spec.nIn * spec.nOut;
+        return {
+          dw: this.paramGrads.subarray(offset, offset + wSize),
+          db: this.paramGrads.subarray(offset + wSize, offset + wSize + spec.nOut),
+        };
+      })
+      : [];
   }
 
   /** Copies the examples `order[start, start + rows)` into the input and label buffers. */
@@ -107,8 +122,9 @@ class _Workspace {
     return this.acts[this.acts.length - 1]!;
   }
 
-  /** Back-propagates `grads[last]` (the logits' gradient) into `paramGrads`. */
-  backward(model: Model, rows: number, paramGrads: Float32Array): void {
+  /** Back-propagates `grads[last]` (the logits' gradient) into `paramGrads`, zeroed first. */
+  backward(model: Model, rows: number): void {
+    this.paramGrads.fill(0);
     let denseIndex = model.dense.length;
     for (let l = model.layers.length - 1; l >= 0; l--) {
       const spec = model.layers[l]!;
@@ -116,20 +132,10 @@ class _Workspace {
       const dx = l > 0 ? this.grads[l]! : null;
       switch (spec.kind) {
         case "dense": {
-          const { w, offset } = model.dense[--denseIndex]!;
-          const wSize = spec.nIn * spec.nOut;
+          const { w } = model.dense[--denseIndex]!;
+          const { dw, db } = this.denseGrads[denseIndex]!;
           if (spec.activation === "relu") reluBackward(this.acts[l + 1]!, dy, dy, rows * spec.nOut);
-          denseBackward(
-            this.acts[l]!,
-            w,
-            dy,
-            dx,
-            paramGrads.subarray(offset, offset + wSize),
-            paramGrads.subarray(offset + wSize, offset + wSize + spec.nOut),
-            rows,
-            spec.nIn,
-            spec.nOut,
-          );
+          denseBackward(this.acts[l]!, w, dy, dx, dw, db, rows, spec.nIn, spec.nOut);
           break;
         }
         case "relu":
@@ -198,8 +204,7 @@ export function train(model: Model, data: Dataset, options: TrainOptions): Train
   const rng = options.rng ?? new Rng(seed);
   const sgd = new Sgd(model.params.length, options);
   const batch = Math.min(batchSize, data.n);
-  const ws = new _Workspace(model, batch);
-  const paramGrads = new Float32Array(model.params.length);
+  const ws = new _Workspace(model, batch, { training: true });
   const classes = model.outputSize;
   const dLogits = ws.grads[ws.grads.length - 1]!;
   let steps = 0;
@@ -217,9 +222,8 @@ export function train(model: Model, data: Dataset, options: TrainOptions): Train
       const step = softmaxCrossEntropy(logits, ws.labels, dLogits, rows, classes);
       lossSum += step.lossSum;
       correct += step.correct;
-      paramGrads.fill(0);
-      ws.backward(model, rows, paramGrads);
-      sgd.step(model.params, paramGrads);
+      ws.backward(model, rows);
+      sgd.step(model.params, ws.paramGrads);
       steps++;
     }
     last = { loss: lossSum / data.n, accuracy: correct / data.n, examples: data.n };
@@ -247,7 +251,7 @@ export function evaluate(
   _checkData(model, data);
   if (data.n === 0) return { loss: NaN, accuracy: NaN, examples: 0 };
   const batch = Math.min(batchSize, data.n);
-  const ws = new _Workspace(model, batch);
+  const ws = new _Workspace(model, batch, { training: false });
   let lossSum = 0;
   let correct = 0;
   for (let start = 0; start < data.n; start += batch) {

@@ -65,7 +65,7 @@ export interface RunSummary {
   best: number;
   /** Wall-clock seconds, data loading excluded. */
   seconds: number;
-  /** Examples trained on per second, over all rounds. */
+  /** Examples trained on per wall-clock second, over all rounds (evaluation time included). */
   samplesPerSecond: number;
   /** First round reaching each milestone accuracy. */
   milestones: { accuracy: number; round: number | null }[];
@@ -232,7 +232,7 @@ function _summaryRows(config: RunConfig, summary: RunSummary): [string, string][
     ["best test accuracy", _percent(summary.best)],
     ["clients per round", String(Math.max(Math.round(config.fraction * config.clients), 1))],
     ["wall time", `${summary.seconds.toFixed(1)} s`],
-    ["training throughput", `${summary.samplesPerSecond.toFixed(0)} samples/s`],
+    ["examples trained per second", `${summary.samplesPerSecond.toFixed(0)} (evaluation included)`],
     ["backend", "cpu"],
   ];
 }

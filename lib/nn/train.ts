@@ -238,7 +238,7 @@ export function train(model: Model, data: Dataset, options: TrainOptions): Train
  * @param model The model.
  * @param data Examples to score.
  * @param options `batchSize` of the forward passes (default 1000; memory only, same result).
- * @returns Loss, accuracy and example count.
+ * @returns Loss, accuracy and example count (NaN loss and accuracy for an empty dataset).
  * @throws {RangeError} If the data does not fit the model.
  */
 export function evaluate(

@@ -91,6 +91,27 @@ export {
 } from "./lib/data/partition.ts";
 export { type CsvDataset, type CsvOptions, loadCsv, parseCsv } from "./lib/data/csv.ts";
 
+export {
+  type Backend,
+  BACKEND_KINDS,
+  type BackendKind,
+  CpuBackend,
+  createBackend,
+  WebGpuBackend,
+} from "./lib/compute/backend.ts";
+export {
+  describeAdapter,
+  findAdapter,
+  GpuDeviceLostError,
+  GpuRuntime,
+  type KernelName,
+  KERNELS,
+  STORAGE,
+  UNIFORM,
+  WebGpuUnavailableError,
+} from "./lib/compute/webgpu/runtime.ts";
+export { FEDAVG_SLOTS, GpuFedAvg } from "./lib/compute/webgpu/fedavg.ts";
+
 export type { Strategy } from "./lib/fl/strategy.ts";
 export { FedAvg, type FedAvgOptions } from "./lib/fl/fedavg.ts";
 export { type RoundRecord, simulate, type SimulateOptions, STREAM } from "./lib/fl/simulate.ts";

@@ -1,49 +1,105 @@
 /**
- * Local training throughput of the FedAvg paper's 2NN (784-200-200-10) on MNIST with plain SGD,
- * at batch sizes 10 and 64: one JSON line per measurement, the last line included.
+ * Local training throughput of the FedAvg paper's 2NN (784-200-200-10) on MNIST with plain SGD
+ * at batch sizes 10 and 64, and the FedAvg reduction throughput (100 weighted updates of the
+ * 2NN's 199,210 parameters), on each backend: one JSON line per measurement, the last line
+ * included.
  *
  * ```sh
- * deno task bench            # or: deno run -A bench/train_bench.ts --seconds 5
+ * deno task bench                                  # every backend this machine has
+ * deno run -A bench/train_bench.ts --backend cpu --seconds 5
  * ```
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { loadMnist, mnist2nn, subset, train } from "../mod.ts";
+import {
+  type Backend,
+  createBackend,
+  findAdapter,
+  loadMnist,
+  mnist2nn,
+  Rng,
+  subset,
+} from "../mod.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { seconds: { type: "string", default: "3" }, batch: { type: "string" } },
+  options: {
+    seconds: { type: "string", default: "3" },
+    batch: { type: "string", default: "10,64" },
+    backend: { type: "string" },
+  },
 });
 const seconds = Number(values.seconds);
 if (!(seconds > 0)) throw new RangeError(`--seconds must be positive, got ${values.seconds}`);
-const batches = values.batch === undefined ? [10, 64] : values.batch.split(",").map(Number);
+const batches = values.batch.split(",").map(Number);
+const kinds = (values.backend ?? ((await findAdapter()) === null ? "cpu" : "cpu,webgpu"))
+  .split(",") as ("cpu" | "webgpu")[];
 
 const { train: data } = await loadMnist();
-// One client's worth of data at a time, as in a federated round: 6,000 examples.
-const shard = subset(data, Uint32Array.from({ length: 6000 }, (_, i) => i));
 
-for (const batchSize of batches) {
+/** Trains in client-sized pieces until `seconds` pass; returns examples per second. */
+async function trainThroughput(backend: Backend, batchSize: number): Promise<number> {
+  // A slow device gets smaller pieces, so the measurement still ends near `seconds`.
+  const piece = backend.kind === "cpu" ? 6000 : 600;
+  const shard = subset(data, Uint32Array.from({ length: piece }, (_, i) => i));
   const model = mnist2nn(0);
-  train(model, subset(shard, Uint32Array.from({ length: 600 }, (_, i) => i)), {
-    lr: 0.01,
-    batchSize,
-  }); // warm-up: compile the hot loops
+  const warmUp = subset(data, Uint32Array.from({ length: 2 * batchSize }, (_, i) => i));
+  await backend.train(model, warmUp, { lr: 0.01, batchSize });
+  await backend.train(model, shard, { lr: 0.01, batchSize }); // upload and compile outside the clock
   let examples = 0;
-  const started = performance.now();
   let epoch = 0;
-  while ((performance.now() - started) / 1000 < seconds) {
-    train(model, shard, { lr: 0.01, batchSize, seed: epoch++ });
+  const started = performance.now();
+  do {
+    await backend.train(model, shard, { lr: 0.01, batchSize, seed: epoch++ });
     examples += shard.n;
+  } while ((performance.now() - started) / 1000 < seconds);
+  return examples / ((performance.now() - started) / 1000);
+}
+
+/** Aggregates 100 weighted 2NN-sized updates per round until `seconds` pass; params/s. */
+async function reduceThroughput(backend: Backend): Promise<number> {
+  const size = mnist2nn(0).params.length;
+  const rng = new Rng(1);
+  const updates = Array.from(
+    { length: 4 },
+    () => Float32Array.from({ length: size }, () => rng.normal()),
+  );
+  const global = new Float32Array(size);
+  const strategy = backend.createFedAvg();
+  let params = 0;
+  const started = performance.now();
+  do {
+    strategy.begin(global);
+    for (let k = 0; k < 100; k++) strategy.accumulate(updates[k % updates.length]!, 600);
+    await strategy.finish();
+    params += 100 * size;
+  } while ((performance.now() - started) / 1000 < seconds);
+  return params / ((performance.now() - started) / 1000);
+}
+
+for (const kind of kinds) {
+  const backend = await createBackend(kind);
+  try {
+    for (const batch of batches) {
+      console.log(JSON.stringify({
+        name: "train-2nn",
+        backend: backend.kind,
+        adapter: backend.device,
+        batch,
+        samples_per_s: Math.round(await trainThroughput(backend, batch)),
+      }));
+    }
+    console.log(JSON.stringify({
+      name: "fedavg-reduce",
+      backend: backend.kind,
+      adapter: backend.device,
+      updates: 100,
+      params: mnist2nn(0).params.length,
+      params_per_s: Math.round(await reduceThroughput(backend)),
+    }));
+  } finally {
+    backend.dispose();
   }
-  const elapsed = (performance.now() - started) / 1000;
-  console.log(JSON.stringify({
-    name: "train-2nn",
-    backend: "cpu",
-    batch: batchSize,
-    samples_per_s: Math.round(examples / elapsed),
-    examples,
-    seconds: Number(elapsed.toFixed(2)),
-  }));
 }

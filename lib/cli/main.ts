@@ -9,6 +9,7 @@
  * @module
  */
 
+import { WebGpuUnavailableError } from "../compute/webgpu/runtime.ts";
 import { UsageError } from "./args.ts";
 import { type Output, reproCommand, simulateCommand } from "./simulate.ts";
 
@@ -61,6 +62,10 @@ export async function main(
     if (error instanceof UsageError) {
       console.error(`fedgpu ${name}: ${error.message}\nRun \`fedgpu ${name} --help\` for usage.`);
       return 2;
+    }
+    if (error instanceof WebGpuUnavailableError) {
+      console.error(`fedgpu ${name}: ${error.message}; use --backend cpu`);
+      return 1;
     }
     throw error;
   }

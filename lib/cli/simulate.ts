@@ -10,6 +10,7 @@ import { loadMnist } from "../data/mnist.ts";
 import type { PartitionScheme } from "../data/partition.ts";
 import { mnist2nn } from "../nn/presets.ts";
 import { type RoundRecord, simulate } from "../fl/simulate.ts";
+import { BACKEND_KINDS, type BackendKind, createBackend } from "../compute/backend.ts";
 import {
   choiceFlag,
   type FlagSpec,
@@ -49,6 +50,7 @@ export interface RunConfig {
   partition: PartitionScheme;
   alpha: number;
   seed: number;
+  backend: BackendKind;
 }
 
 /** How a run ended. */
@@ -69,6 +71,10 @@ export interface RunSummary {
   samplesPerSecond: number;
   /** First round reaching each milestone accuracy. */
   milestones: { accuracy: number; round: number | null }[];
+  /** The backend that ran: `cpu` or `webgpu`. */
+  backend: "cpu" | "webgpu";
+  /** What it ran on: the CPU engine or the GPU adapter. */
+  device: string;
 }
 
 const COMMON_FLAGS: Record<string, FlagSpec> = {
@@ -82,6 +88,11 @@ const COMMON_FLAGS: Record<string, FlagSpec> = {
   partition: { type: "string", value: "P", help: "iid | shards | dirichlet (default iid)" },
   alpha: { type: "string", value: "A", help: "Dirichlet concentration (default 0.5)" },
   seed: { type: "string", value: "S", help: "Seed of every random choice (default 0)" },
+  backend: {
+    type: "string",
+    value: "B",
+    help: "auto | webgpu | cpu (default auto: WebGPU on a hardware GPU, else CPU)",
+  },
   "mnist-dir": { type: "string", value: "DIR", help: "Read MNIST IDX files from DIR" },
   help: { type: "boolean", short: "h", help: "Show this help" },
 };
@@ -104,6 +115,7 @@ function _readConfig(
     partition,
     alpha: numberFlag(values, "alpha", 0.5, ">0"),
     seed: numberFlag(values, "seed", 0, "int>=0"),
+    backend: choiceFlag(values, "backend", BACKEND_KINDS),
   };
 }
 
@@ -149,36 +161,43 @@ export async function runFederated(
     .filter((value, i, all) => all.indexOf(value) === i)
     .sort((a, b) => a - b)
     .map((accuracy) => ({ accuracy, round: null as number | null }));
+  const backend = await createBackend(config.backend);
+  out.line(`backend: ${backend.kind} on ${backend.device}`);
   const started = performance.now();
   let last: RoundRecord | undefined;
   let best = 0;
   let examples = 0;
-  for await (
-    const record of simulate({
-      model: mnist2nn(config.seed),
-      train,
-      test,
-      clients: config.clients,
-      fraction: config.fraction,
-      rounds: config.rounds,
-      epochs: config.epochs,
-      batchSize: config.batchSize,
-      lr: config.lr,
-      partition: config.partition,
-      alpha: config.alpha,
-      seed: config.seed,
-    })
-  ) {
-    last = record;
-    best = Math.max(best, record.accuracy);
-    examples += record.examples * config.epochs;
-    for (const milestone of milestones) {
-      if (milestone.round === null && record.accuracy >= milestone.accuracy) {
-        milestone.round = record.round;
+  try {
+    for await (
+      const record of simulate({
+        model: mnist2nn(config.seed),
+        train,
+        test,
+        clients: config.clients,
+        fraction: config.fraction,
+        rounds: config.rounds,
+        epochs: config.epochs,
+        batchSize: config.batchSize,
+        lr: config.lr,
+        partition: config.partition,
+        alpha: config.alpha,
+        seed: config.seed,
+        backend,
+      })
+    ) {
+      last = record;
+      best = Math.max(best, record.accuracy);
+      examples += record.examples * config.epochs;
+      for (const milestone of milestones) {
+        if (milestone.round === null && record.accuracy >= milestone.accuracy) {
+          milestone.round = record.round;
+        }
       }
+      out.line(formatRound(record, (performance.now() - started) / 1000));
+      if (record.accuracy >= config.target) break;
     }
-    out.line(formatRound(record, (performance.now() - started) / 1000));
-    if (record.accuracy >= config.target) break;
+  } finally {
+    backend.dispose();
   }
   const seconds = (performance.now() - started) / 1000;
   return {
@@ -190,6 +209,8 @@ export async function runFederated(
     seconds,
     samplesPerSecond: examples / seconds,
     milestones,
+    backend: backend.kind,
+    device: backend.device,
   };
 }
 
@@ -233,7 +254,7 @@ function _summaryRows(config: RunConfig, summary: RunSummary): [string, string][
     ["clients per round", String(Math.max(Math.round(config.fraction * config.clients), 1))],
     ["wall time", `${summary.seconds.toFixed(1)} s`],
     ["examples trained per second", `${summary.samplesPerSecond.toFixed(0)} (evaluation included)`],
-    ["backend", "cpu"],
+    ["backend", `${summary.backend} (${summary.device})`],
   ];
 }
 
@@ -281,7 +302,8 @@ export async function simulateCommand(argv: string[], out: Output): Promise<numb
     batch_size: config.batchSize,
     lr: config.lr,
     seed: config.seed,
-    backend: "cpu",
+    backend: summary.backend,
+    adapter: summary.device,
     seconds: Number(summary.seconds.toFixed(2)),
   }));
   return 0;
@@ -384,6 +406,8 @@ export async function reproCommand(argv: string[], out: Output): Promise<number>
     epochs: base.epochs,
     batch_size: base.batchSize,
     seed: base.seed,
+    backend: summary.backend,
+    adapter: summary.device,
     grid: results,
     seconds: Number(summary.seconds.toFixed(2)),
   }));

@@ -9,14 +9,13 @@
  * @module
  */
 
+import { type Backend, type BackendKind, createBackend } from "../compute/backend.ts";
 import { type Dataset, subset } from "../data/dataset.ts";
 import { loadMnist } from "../data/mnist.ts";
 import { partition, type PartitionScheme } from "../data/partition.ts";
 import type { Model } from "../nn/model.ts";
 import { mnist2nn } from "../nn/presets.ts";
-import { evaluate, train } from "../nn/train.ts";
 import { Rng } from "../rng.ts";
-import { FedAvg } from "./fedavg.ts";
 import type { Strategy } from "./strategy.ts";
 
 /** Stream keys of the simulation's random numbers (see the module doc). */
@@ -52,8 +51,13 @@ export interface SimulateOptions {
   alpha?: number;
   /** Shards per client of the "shards" partition (default 2). */
   shardsPerClient?: number;
-  /** The aggregation strategy (default a new {@linkcode FedAvg}). */
+  /** The aggregation strategy (default the backend's FedAvg). */
   strategy?: Strategy;
+  /**
+   * The engine that trains, evaluates and aggregates: a {@linkcode Backend} (left open), or a
+   * kind to create one for the run (default `auto`: WebGPU on a hardware adapter, else CPU).
+   */
+  backend?: Backend | BackendKind;
   /** Seed of every random choice (default 0). */
   seed?: number;
 }
@@ -76,6 +80,8 @@ export interface RoundRecord {
   seconds: number;
   /** The global model after the round: the live model, updated in place by later rounds. */
   model: Model;
+  /** The backend that ran the round: kind and device, e.g. `cpu: CPU (reference engine)`. */
+  backend: string;
 }
 
 function _check(condition: boolean, message: string): void {
@@ -126,20 +132,21 @@ function _check(condition: boolean, message: string): void {
  * ```
  */
 export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<RoundRecord> {
-  const {
-    clients = 100,
-    fraction = 0.1,
-    rounds = 100,
-    epochs = 1,
-    batchSize = 10,
-    lr = 0.1,
-    momentum = 0,
-    weightDecay = 0,
-    partition: scheme = "iid",
-    alpha = 0.5,
-    shardsPerClient = 2,
-    seed = 0,
-  } = options;
+  const config: _Config = {
+    clients: options.clients ?? 100,
+    fraction: options.fraction ?? 0.1,
+    rounds: options.rounds ?? 100,
+    epochs: options.epochs ?? 1,
+    batchSize: options.batchSize ?? 10,
+    lr: options.lr ?? 0.1,
+    momentum: options.momentum ?? 0,
+    weightDecay: options.weightDecay ?? 0,
+    scheme: options.partition ?? "iid",
+    alpha: options.alpha ?? 0.5,
+    shardsPerClient: options.shardsPerClient ?? 2,
+    seed: options.seed ?? 0,
+  };
+  const { clients, fraction, rounds } = config;
   _check(
     Number.isInteger(clients) && clients >= 1,
     `Clients must be a positive integer, got ${clients}`,
@@ -156,8 +163,46 @@ export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<R
     trainData = mnist.train;
     testData ??= mnist.test;
   }
-  const model = options.model ?? mnist2nn(seed);
-  const strategy = options.strategy ?? new FedAvg();
+  const model = options.model ?? mnist2nn(config.seed);
+  const ownBackend = typeof options.backend !== "object";
+  const backend = typeof options.backend === "object"
+    ? options.backend
+    : await createBackend(options.backend ?? "auto");
+  try {
+    const strategy = options.strategy ?? backend.createFedAvg();
+    yield* _rounds(backend, strategy, model, { train: trainData, test: testData }, config);
+  } finally {
+    if (ownBackend) backend.dispose();
+  }
+}
+
+/** Every setting of a simulation, defaults applied. */
+interface _Config {
+  clients: number;
+  fraction: number;
+  rounds: number;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  scheme: PartitionScheme;
+  alpha: number;
+  shardsPerClient: number;
+  seed: number;
+}
+
+async function* _rounds(
+  backend: Backend,
+  strategy: Strategy,
+  model: Model,
+  data: { train: Dataset; test: Dataset | undefined },
+  config: _Config,
+): AsyncGenerator<RoundRecord> {
+  const { clients, fraction, rounds, epochs, batchSize, lr, momentum, weightDecay } = config;
+  const { scheme, alpha, shardsPerClient, seed } = config;
+  const { train: trainData, test: testData } = data;
+  const backendName = `${backend.kind}: ${backend.device}`;
   const parts = partition(trainData.y, {
     scheme,
     clients,
@@ -178,10 +223,10 @@ export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<R
     let examples = 0;
     let trainLossSum = 0;
     for (const client of sampled) {
-      const data = clientData[client]!;
-      if (data.n === 0) continue;
+      const shard = clientData[client]!;
+      if (shard.n === 0) continue;
       local.params.set(model.params);
-      const result = train(local, data, {
+      const result = await backend.train(local, shard, {
         epochs,
         batchSize,
         lr,
@@ -190,17 +235,17 @@ export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<R
         rng: new Rng(seed, [STREAM.train, round, client]),
       });
       for (let i = 0; i < update.length; i++) update[i] = local.params[i]! - model.params[i]!;
-      strategy.accumulate(update, data.n);
-      examples += data.n;
-      trainLossSum += result.last.loss * data.n;
+      strategy.accumulate(update, shard.n);
+      examples += shard.n;
+      trainLossSum += result.last.loss * shard.n;
     }
     if (strategy.count === 0) {
       throw new RangeError(`Round ${round} sampled only clients without data`);
     }
-    model.params.set(strategy.finish());
+    model.params.set(await strategy.finish());
     const metrics = testData === undefined
       ? { loss: NaN, accuracy: NaN }
-      : evaluate(model, testData);
+      : await backend.evaluate(model, testData);
     yield {
       round,
       accuracy: metrics.accuracy,
@@ -210,6 +255,7 @@ export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<R
       examples,
       seconds: (performance.now() - started) / 1000,
       model,
+      backend: backendName,
     };
   }
 }

@@ -24,6 +24,9 @@ export interface Strategy {
   begin(global: Float32Array): void;
   /** Folds in one client's update with its weight (typically its example count). */
   accumulate(update: Float32Array, weight: number): void;
-  /** Ends the round and returns the new global parameters in a new array. */
-  finish(): Float32Array;
+  /**
+   * Ends the round and returns the new global parameters in a new array (a promise where the
+   * strategy computes on a device, such as the WebGPU backend's).
+   */
+  finish(): Float32Array | Promise<Float32Array>;
 }

@@ -1,0 +1,216 @@
+/**
+ * Compute backends: the engines the model core trains through. `cpu` is the reference engine
+ * of `lib/nn`; `webgpu` runs the WGSL kernels of `shaders/` with data and parameters resident
+ * on the GPU. Both give the same numbers within float rounding (see the parity tests).
+ *
+ * @module
+ */
+
+import type { Dataset } from "../data/dataset.ts";
+import { FedAvg, type FedAvgOptions } from "../fl/fedavg.ts";
+import type { Strategy } from "../fl/strategy.ts";
+import type { Model } from "../nn/model.ts";
+import { evaluate, type Metrics, train, type TrainOptions, type TrainResult } from "../nn/train.ts";
+import { GpuFedAvg } from "./webgpu/fedavg.ts";
+import { findAdapter, GpuRuntime, WebGpuUnavailableError } from "./webgpu/runtime.ts";
+import { GpuDataCache, gpuEvaluate, gpuTrain } from "./webgpu/train.ts";
+
+/** Which backend to use: `auto` picks WebGPU on a hardware adapter, else the CPU. */
+export type BackendKind = "auto" | "cpu" | "webgpu";
+
+/** The kinds {@linkcode createBackend} accepts. */
+export const BACKEND_KINDS: readonly BackendKind[] = ["auto", "cpu", "webgpu"];
+
+/** An engine that trains and evaluates models and aggregates their updates. */
+export interface Backend {
+  /** Which engine this is. */
+  readonly kind: "cpu" | "webgpu";
+  /** What it runs on, e.g. `CPU (reference engine)` or the GPU adapter's description. */
+  readonly device: string;
+  /**
+   * Trains `model` in place; the contract of {@linkcode train}.
+   *
+   * @param model The model.
+   * @param data Training examples.
+   * @param options Epochs, batch size, learning rate, momentum, weight decay, seed.
+   */
+  train(model: Model, data: Dataset, options: TrainOptions): Promise<TrainResult>;
+  /**
+   * Loss and accuracy of `model` on `data`; the contract of {@linkcode evaluate}.
+   *
+   * @param model The model.
+   * @param data Examples to score.
+   */
+  evaluate(model: Model, data: Dataset): Promise<Metrics>;
+  /**
+   * A FedAvg strategy that aggregates on this backend.
+   *
+   * @param options The server learning rate.
+   */
+  createFedAvg(options?: FedAvgOptions): Strategy;
+  /** Frees what the backend holds (GPU memory); it cannot be used afterwards. */
+  dispose(): void;
+}
+
+/** The reference CPU engine as a {@linkcode Backend}. */
+export class CpuBackend implements Backend {
+  /** Which engine this is. */
+  readonly kind = "cpu" as const;
+  /** What it runs on. */
+  readonly device = "CPU (reference engine)";
+
+  /**
+   * Trains on the CPU.
+   *
+   * @param model The model.
+   * @param data Training examples.
+   * @param options Training options.
+   * @returns What {@linkcode train} returns.
+   */
+  train(model: Model, data: Dataset, options: TrainOptions): Promise<TrainResult> {
+    return Promise.resolve(train(model, data, options));
+  }
+
+  /**
+   * Evaluates on the CPU.
+   *
+   * @param model The model.
+   * @param data Examples to score.
+   * @returns What {@linkcode evaluate} returns.
+   */
+  evaluate(model: Model, data: Dataset): Promise<Metrics> {
+    return Promise.resolve(evaluate(model, data));
+  }
+
+  /**
+   * A float64 {@linkcode FedAvg}.
+   *
+   * @param options The server learning rate.
+   * @returns The strategy.
+   */
+  createFedAvg(options?: FedAvgOptions): Strategy {
+    return new FedAvg(options);
+  }
+
+  /** Nothing to free. */
+  dispose(): void {}
+}
+
+/** The WebGPU engine as a {@linkcode Backend}. */
+export class WebGpuBackend implements Backend {
+  /** Which engine this is. */
+  readonly kind = "webgpu" as const;
+  /** The runtime (device, pipelines, buffers). */
+  readonly runtime: GpuRuntime;
+  #cache: GpuDataCache;
+  #strategies: GpuFedAvg[] = [];
+
+  /**
+   * Wraps a runtime; prefer {@linkcode createBackend}.
+   *
+   * @param runtime The runtime, owned (and disposed) by the backend from now on.
+   */
+  constructor(runtime: GpuRuntime) {
+    this.runtime = runtime;
+    this.#cache = new GpuDataCache(runtime);
+  }
+
+  /** The adapter's description. */
+  get device(): string {
+    return this.runtime.adapter;
+  }
+
+  /**
+   * Trains on the GPU. A dataset is uploaded on its first use and kept until
+   * {@linkcode WebGpuBackend.dispose}.
+   *
+   * @param model The model.
+   * @param data Training examples.
+   * @param options Training options.
+   * @returns The last epoch's metrics and the step count.
+   */
+  train(model: Model, data: Dataset, options: TrainOptions): Promise<TrainResult> {
+    return gpuTrain(this.runtime, this.#cache, model, data, options);
+  }
+
+  /**
+   * Evaluates on the GPU.
+   *
+   * @param model The model.
+   * @param data Examples to score.
+   * @returns Loss, accuracy and example count.
+   */
+  evaluate(model: Model, data: Dataset): Promise<Metrics> {
+    return gpuEvaluate(this.runtime, this.#cache, model, data);
+  }
+
+  /**
+   * A FedAvg whose weighted reduction runs on the GPU.
+   *
+   * @param options The server learning rate.
+   * @returns The strategy.
+   */
+  createFedAvg(options?: FedAvgOptions): Strategy {
+    const strategy = new GpuFedAvg(this.runtime, options);
+    this.#strategies.push(strategy);
+    return strategy;
+  }
+
+  /** Frees every upload, buffer and the device. */
+  dispose(): void {
+    for (const strategy of this.#strategies) strategy.dispose();
+    this.#cache.clear();
+    this.runtime.dispose();
+  }
+}
+
+/**
+ * Creates a backend.
+ *
+ * `auto` uses WebGPU when a hardware adapter exists and the CPU otherwise: a software adapter
+ * (such as Mesa's llvmpipe) is far slower than the CPU engine, so it is used only when asked
+ * for by name.
+ *
+ * @param kind `auto` (default), `cpu` or `webgpu`.
+ * @returns The backend; call `dispose()` when done.
+ * @throws {WebGpuUnavailableError} If `webgpu` is asked for and no adapter or device exists.
+ * @throws {TypeError} If `kind` is not a backend kind.
+ *
+ * @example Usage
+ * ```ts
+ * import { createBackend } from "@fedgpu/fedgpu";
+ * import { ok } from "node:assert/strict";
+ *
+ * const backend = await createBackend("cpu");
+ * ok(backend.device.startsWith("CPU"));
+ * backend.dispose();
+ * ```
+ */
+export async function createBackend(kind: BackendKind = "auto"): Promise<Backend> {
+  switch (kind) {
+    case "cpu":
+      return new CpuBackend();
+    case "webgpu": {
+      const adapter = await findAdapter();
+      if (adapter === null) {
+        throw new WebGpuUnavailableError(
+          "The webgpu backend was asked for, but no WebGPU adapter is available",
+        );
+      }
+      return new WebGpuBackend(await GpuRuntime.create(adapter));
+    }
+    case "auto": {
+      const adapter = await findAdapter();
+      if (adapter === null || adapter.info.isFallbackAdapter) return new CpuBackend();
+      try {
+        return new WebGpuBackend(await GpuRuntime.create(adapter));
+      } catch {
+        return new CpuBackend();
+      }
+    }
+    default:
+      throw new TypeError(
+        `Backend must be one of ${BACKEND_KINDS.join(", ")}, got ${JSON.stringify(kind)}`,
+      );
+  }
+}

@@ -1,0 +1,491 @@
+/**
+ * Local training and evaluation on WebGPU, with the data, parameters and optimizer state kept
+ * on the GPU: a client's examples are uploaded once, each epoch uploads only its order of
+ * example indices, a batch is an index range of that order, and nothing is read back but the
+ * loss and accuracy sums once per epoch and the parameters at the end.
+ *
+ * Batches follow the same seeded order as the CPU engine's `train()`, so the two
+ * engines differ only by float rounding.
+ *
+ * @module
+ */
+
+import type { Dataset } from "../../data/dataset.ts";
+import type { Model } from "../../nn/model.ts";
+import type { Metrics, TrainOptions, TrainResult } from "../../nn/train.ts";
+import { Rng } from "../../rng.ts";
+import { type GpuRuntime, STORAGE, UNIFORM } from "./runtime.ts";
+
+/** Data uploaded to the GPU: features (n, features) and labels (n). */
+interface _GpuData {
+  readonly x: GPUBuffer;
+  readonly y: GPUBuffer;
+}
+
+/** One recorded dispatch and the uniform it reads. */
+interface _Op {
+  readonly pipeline: GPUComputePipeline;
+  readonly group: GPUBindGroup;
+  readonly dims: GPUBuffer;
+  /** The uniform's words and the workgroup counts for a batch of `rows`. */
+  readonly shape: (rows: number) => { words: ArrayBuffer; x: number; y: number };
+}
+
+function _words(values: number[], floats: readonly number[] = []): ArrayBuffer {
+  const padded = Math.ceil(values.length / 4) * 4;
+  const buffer = new ArrayBuffer(padded * 4);
+  const u32 = new Uint32Array(buffer);
+  const f32 = new Float32Array(buffer);
+  values.forEach((value, i) => {
+    if (floats.includes(i)) f32[i] = value;
+    else u32[i] = value;
+  });
+  return buffer;
+}
+
+function _groups(count: number, size = 256): number {
+  return Math.ceil(count / size);
+}
+
+/** Caches each dataset's upload for the runtime's lifetime. */
+export class GpuDataCache {
+  #rt: GpuRuntime;
+  #cache = new WeakMap<Dataset, _GpuData>();
+  #buffers: GPUBuffer[] = [];
+
+  /**
+   * Creates an empty cache.
+   *
+   * @param rt The runtime.
+   */
+  constructor(rt: GpuRuntime) {
+    this.#rt = rt;
+  }
+
+  /**
+   * The dataset's GPU buffers, uploaded on first use.
+   *
+   * @param data The dataset.
+   * @returns Its buffers.
+   * @throws {RangeError} If its features exceed the device's largest storage binding.
+   */
+  get(data: Dataset): _GpuData {
+    let entry = this.#cache.get(data);
+    if (entry === undefined) {
+      if (data.x.byteLength > this.#rt.maxBindingBytes) {
+        throw new RangeError(
+          `Dataset of ${data.x.byteLength} bytes exceeds the GPU's largest storage binding ` +
+            `(${this.#rt.maxBindingBytes} bytes); split it into smaller datasets`,
+        );
+      }
+      const y = new Uint32Array(data.y.buffer, data.y.byteOffset, data.y.length);
+      entry = { x: this.#rt.upload(data.x, "data.x"), y: this.#rt.upload(y, "data.y") };
+      this.#buffers.push(entry.x, entry.y);
+      this.#cache.set(data, entry);
+    }
+    return entry;
+  }
+
+  /** Releases every upload. */
+  clear(): void {
+    for (const buffer of this.#buffers) this.#rt.release(buffer);
+    this.#buffers = [];
+    this.#cache = new WeakMap();
+  }
+}
+
+/** The buffers and recorded dispatches of one model at one batch size. */
+class _Plan {
+  readonly rt: GpuRuntime;
+  readonly params: GPUBuffer;
+  readonly stats: GPUBuffer;
+  readonly order: GPUBuffer;
+  readonly gatherDims: GPUBuffer;
+  readonly ops: _Op[] = [];
+  readonly features: number;
+  readonly #owned: GPUBuffer[] = [];
+  readonly #lossOp: number;
+  #rows = -1;
+
+  /**
+   * Builds the plan.
+   *
+   * @param rt The runtime.
+   * @param model The model (its current parameters are uploaded).
+   * @param data The dataset's GPU buffers.
+   * @param options Batch size, example count, slots for statistics, optimizer (when training).
+   */
+  constructor(
+    rt: GpuRuntime,
+    model: Model,
+    data: _GpuData,
+    options: {
+      batch: number;
+      n: number;
+      features: number;
+      slots: number;
+      sgd?: { lr: number; momentum: number; weightDecay: number };
+    },
+  ) {
+    this.rt = rt;
+    const { batch, sgd, features } = options;
+    this.features = features;
+    const training = sgd !== undefined;
+    const own = (buffer: GPUBuffer) => (this.#owned.push(buffer), buffer);
+    this.params = own(rt.upload(model.params, "params"));
+    const grads = training ? own(rt.acquire(model.params.byteLength, STORAGE, "grads")) : null;
+    this.stats = own(rt.acquire(8 * options.slots, STORAGE, "stats"));
+    this.order = own(rt.acquire(4 * options.n, STORAGE, "order"));
+    this.gatherDims = own(
+      rt.acquire(16, UNIFORM, "gather.dims"),
+    );
+
+    // Activations: acts[0] is the batch input, acts[l + 1] the output of layer l.
+    const widths = [model.inputSize];
+    for (const spec of model.layers) {
+      widths.push(spec.kind === "dense" ? spec.nOut : widths[widths.length - 1]!);
+    }
+    const last = model.layers.length - 1;
+    // A trailing softmax is fused into the loss: the logits are the input of that layer.
+    const logitsIndex = model.layers[last]!.kind === "softmax" ? last : last + 1;
+    const acts = widths.slice(0, logitsIndex + 1).map((width, l) =>
+      own(rt.acquire(4 * batch * width, STORAGE, `acts[${l}]`))
+    );
+    const grad = training
+      ? widths.slice(0, logitsIndex + 1).map((width, l) =>
+        l === 0 ? null : own(rt.acquire(4 * batch * width, STORAGE, `grad[${l}]`))
+      )
+      : [];
+    const labels = own(rt.acquire(4 * batch, STORAGE, "labels"));
+
+    const op = (
+      pipeline: GPUComputePipeline,
+      buffers: Record<number, GPUBuffer>,
+      label: string,
+      shape: _Op["shape"],
+    ) => {
+      const dims = own(
+        rt.acquire(32, UNIFORM, `${label}.dims`),
+      );
+      const group = rt.bind(pipeline, { 0: dims, ...buffers }, label);
+      this.ops.push({ pipeline, group, dims, shape });
+    };
+    const elementwise = (count: (rows: number) => number) => (rows: number) => ({
+      words: _words([count(rows)]),
+      x: _groups(count(rows)),
+      y: 1,
+    });
+
+    // Gather the batch: rows of the data in the epoch's order.
+    {
+      const pipeline = rt.pipeline("gather");
+      const group = rt.bind(pipeline, {
+        0: this.gatherDims,
+        1: data.x,
+        2: data.y,
+        3: this.order,
+        4: acts[0]!,
+        5: labels,
+      }, "gather");
+      this.ops.push({
+        pipeline,
+        group,
+        dims: this.gatherDims,
+        shape: (rows) => ({ words: new ArrayBuffer(0), x: _groups(rows * features), y: 1 }),
+      });
+    }
+
+    // Forward.
+    let denseIndex = 0;
+    const denseOf: number[] = [];
+    for (let l = 0; l < logitsIndex; l++) {
+      const spec = model.layers[l]!;
+      if (spec.kind === "dense") {
+        const { offset } = model.dense[denseIndex]!;
+        denseOf[l] = denseIndex++;
+        const { nIn, nOut } = spec;
+        op(
+          rt.pipeline("matmul", "main", { HAS_BIAS: true, RELU: spec.activation === "relu" }),
+          { 1: acts[l]!, 2: this.params, 3: this.params, 4: acts[l + 1]! },
+          `dense[${l}].forward`,
+          (rows) => ({
+            words: _words([rows, nOut, nIn, 0, offset, offset + nIn * nOut, 0]),
+            x: _groups(nOut, 16),
+            y: _groups(rows, 16),
+          }),
+        );
+      } else if (spec.kind === "relu") {
+        const width = widths[l]!;
+        op(
+          rt.pipeline("relu", "forward"),
+          { 1: acts[l]!, 4: acts[l + 1]! },
+          `relu[${l}].forward`,
+          elementwise((rows) => rows * width),
+        );
+      }
+    }
+
+    // Loss: statistics always, gradient when training.
+    const classes = widths[logitsIndex]!;
+    const lossSlot = this.ops.length;
+    op(
+      rt.pipeline("softmax_xent", "main", { WITH_GRAD: training }),
+      {
+        1: acts[logitsIndex]!,
+        2: labels,
+        // Without a gradient the kernel writes nothing here, but the binding must exist.
+        3: training ? grad[logitsIndex]! : own(rt.acquire(4 * batch * classes, STORAGE, "dz")),
+        4: this.stats,
+      },
+      "softmax_xent",
+      (rows) => ({ words: _words([rows, classes, 0]), x: 1, y: 1 }),
+    );
+    this.#lossOp = lossSlot;
+    if (!training) return;
+
+    // Backward, from the logits down; the first layer's input gradient is not needed.
+    for (let l = logitsIndex - 1; l >= 0; l--) {
+      const spec = model.layers[l]!;
+      const dy = grad[l + 1]!;
+      if (spec.kind === "dense") {
+        const { offset } = model.dense[denseOf[l]!]!;
+        const { nIn, nOut } = spec;
+        if (spec.activation === "relu") {
+          op(
+            rt.pipeline("relu", "mask"),
+            { 2: acts[l + 1]!, 6: dy },
+            `dense[${l}].relu_mask`,
+            elementwise((rows) => rows * nOut),
+          );
+        }
+        op(
+          rt.pipeline("matmul", "main", { TRANS_A: true }),
+          { 1: acts[l]!, 2: dy, 3: this.params, 4: grads! },
+          `dense[${l}].dw`,
+          (rows) => ({
+            words: _words([nIn, nOut, rows, 0, 0, 0, offset]),
+            x: _groups(nOut, 16),
+            y: _groups(nIn, 16),
+          }),
+        );
+        op(
+          rt.pipeline("bias_grad"),
+          { 1: dy, 2: grads! },
+          `dense[${l}].db`,
+          (rows) => ({
+            words: _words([rows, nOut, offset + nIn * nOut]),
+            x: _groups(nOut, 64),
+            y: 1,
+          }),
+        );
+        if (l > 0) {
+          op(
+            rt.pipeline("matmul", "main", { TRANS_B: true }),
+            { 1: dy, 2: this.params, 3: this.params, 4: grad[l]! },
+            `dense[${l}].dx`,
+            (rows) => ({
+              words: _words([rows, nIn, nOut, 0, offset, 0, 0]),
+              x: _groups(nIn, 16),
+              y: _groups(rows, 16),
+            }),
+          );
+        }
+      } else if (spec.kind === "relu" && l > 0) {
+        const width = widths[l]!;
+        op(
+          rt.pipeline("relu", "backward"),
+          { 2: acts[l + 1]!, 3: dy, 5: grad[l]! },
+          `relu[${l}].backward`,
+          elementwise((rows) => rows * width),
+        );
+      }
+    }
+
+    // The optimizer step over the one flat parameter buffer.
+    const count = model.params.length;
+    const momentum = sgd.momentum > 0;
+    const velocity = own(rt.acquire(model.params.byteLength, STORAGE, "velocity"));
+    if (momentum) rt.write(velocity, new Float32Array(count));
+    op(
+      rt.pipeline("sgd", "main", { MOMENTUM: momentum }),
+      { 1: this.params, 2: grads!, 3: velocity },
+      "sgd",
+      () => ({
+        words: _words([count, sgd.lr, sgd.momentum, sgd.weightDecay], [1, 2, 3]),
+        x: _groups(count),
+        y: 1,
+      }),
+    );
+  }
+
+  /**
+   * Records and submits one batch: gather `rows` examples from `start` of the order, forward,
+   * loss into statistics slot `slot`, and (when training) backward and the optimizer step.
+   */
+  step(start: number, rows: number, slot: number): void {
+    const rt = this.rt;
+    if (rows !== this.#rows) {
+      this.#rows = rows;
+      for (const op of this.ops) {
+        if (op.dims !== this.gatherDims) rt.write(op.dims, new Uint8Array(op.shape(rows).words));
+      }
+    }
+    rt.write(this.gatherDims, new Uint32Array([rows, this.features, start, 0]));
+    const lossOp = this.ops[this.#lossOp]!;
+    const loss = lossOp.shape(rows).words;
+    new Uint32Array(loss)[2] = slot;
+    rt.write(lossOp.dims, new Uint8Array(loss));
+    const encoder = rt.device.createCommandEncoder({ label: "step" });
+    const pass = encoder.beginComputePass({ label: "step" });
+    for (const op of this.ops) {
+      const { x, y } = op.shape(rows);
+      rt.dispatch(pass, op.pipeline, op.group, x, y);
+    }
+    pass.end();
+    rt.device.queue.submit([encoder.finish()]);
+  }
+
+  /** Sums statistics slots [0, slots): loss sum and correct count, in float64. */
+  async readStats(slots: number): Promise<{ lossSum: number; correct: number }> {
+    const stats = new Float32Array(await this.rt.read(this.stats, 8 * slots));
+    let lossSum = 0;
+    let correct = 0;
+    for (let s = 0; s < slots; s++) {
+      lossSum += stats[2 * s]!;
+      correct += stats[2 * s + 1]!;
+    }
+    return { lossSum, correct };
+  }
+
+  /** Releases every buffer the plan acquired. */
+  release(): void {
+    for (const buffer of this.#owned) this.rt.release(buffer);
+  }
+}
+
+function _checkData(model: Model, data: Dataset): void {
+  if (data.features !== model.inputSize) {
+    throw new RangeError(
+      `Data has ${data.features} features but the model takes ${model.inputSize} inputs`,
+    );
+  }
+  if (data.classes > model.outputSize) {
+    throw new RangeError(
+      `Data has ${data.classes} classes but the model has ${model.outputSize} outputs`,
+    );
+  }
+}
+
+function _checkPositiveInteger(value: number, name: string): void {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  }
+}
+
+/**
+ * Trains `model` in place on the GPU: the same contract, batches and seeded order as the CPU
+ * engine's `train()`.
+ *
+ * @param rt The runtime.
+ * @param cache Uploads of datasets.
+ * @param model The model; its parameters are updated in place at the end.
+ * @param data Training examples.
+ * @param options As for the CPU engine.
+ * @returns The last epoch's running metrics and the number of steps.
+ */
+export async function gpuTrain(
+  rt: GpuRuntime,
+  cache: GpuDataCache,
+  model: Model,
+  data: Dataset,
+  options: TrainOptions,
+): Promise<TrainResult> {
+  const { epochs = 1, batchSize = 32, seed = 0, shuffle = true } = options;
+  const { lr, momentum = 0, weightDecay = 0 } = options;
+  _checkPositiveInteger(epochs, "Epochs");
+  _checkPositiveInteger(batchSize, "Batch size");
+  _checkData(model, data);
+  if (data.n === 0) throw new RangeError("Cannot train on an empty dataset");
+  if (!(lr > 0) || !Number.isFinite(lr)) {
+    throw new RangeError(`Learning rate must be positive and finite, got ${lr}`);
+  }
+  if (!(momentum >= 0 && momentum < 1)) {
+    throw new RangeError(`Momentum must be in [0, 1), got ${momentum}`);
+  }
+  if (!(weightDecay >= 0) || !Number.isFinite(weightDecay)) {
+    throw new RangeError(`Weight decay must be non-negative and finite, got ${weightDecay}`);
+  }
+  rt.check();
+  const rng = options.rng ?? new Rng(seed);
+  const batch = Math.min(batchSize, data.n);
+  const steps = Math.ceil(data.n / batch);
+  const plan = new _Plan(rt, model, cache.get(data), {
+    batch,
+    n: data.n,
+    features: data.features,
+    slots: steps,
+    sgd: { lr, momentum, weightDecay },
+  });
+  try {
+    let last: Metrics = { loss: NaN, accuracy: NaN, examples: 0 };
+    const identity = shuffle ? null : Uint32Array.from({ length: data.n }, (_, i) => i);
+    for (let epoch = 1; epoch <= epochs; epoch++) {
+      rt.write(plan.order, identity ?? rng.permutation(data.n));
+      for (let step = 0; step < steps; step++) {
+        const start = step * batch;
+        plan.step(start, Math.min(batch, data.n - start), step);
+      }
+      const { lossSum, correct } = await plan.readStats(steps);
+      last = { loss: lossSum / data.n, accuracy: correct / data.n, examples: data.n };
+      options.onEpoch?.(epoch, last);
+    }
+    model.params.set(new Float32Array(await rt.read(plan.params, model.params.byteLength)));
+    return { last, steps: steps * epochs };
+  } finally {
+    plan.release();
+  }
+}
+
+/**
+ * Mean softmax cross-entropy and accuracy of `model` on `data`, computed on the GPU; one
+ * readback at the end.
+ *
+ * @param rt The runtime.
+ * @param cache Uploads of datasets.
+ * @param model The model.
+ * @param data Examples to score.
+ * @param options `batchSize` of the forward passes (default 1000).
+ * @returns Loss, accuracy and example count.
+ */
+export async function gpuEvaluate(
+  rt: GpuRuntime,
+  cache: GpuDataCache,
+  model: Model,
+  data: Dataset,
+  options: { batchSize?: number } = {},
+): Promise<Metrics> {
+  const { batchSize = 1000 } = options;
+  _checkPositiveInteger(batchSize, "Batch size");
+  _checkData(model, data);
+  if (data.n === 0) return { loss: NaN, accuracy: NaN, examples: 0 };
+  rt.check();
+  const batch = Math.min(batchSize, data.n);
+  const steps = Math.ceil(data.n / batch);
+  const plan = new _Plan(rt, model, cache.get(data), {
+    batch,
+    n: data.n,
+    features: data.features,
+    slots: steps,
+  });
+  try {
+    rt.write(plan.order, Uint32Array.from({ length: data.n }, (_, i) => i));
+    for (let step = 0; step < steps; step++) {
+      const start = step * batch;
+      plan.step(start, Math.min(batch, data.n - start), step);
+    }
+    const { lossSum, correct } = await plan.readStats(steps);
+    return { loss: lossSum / data.n, accuracy: correct / data.n, examples: data.n };
+  } finally {
+    plan.release();
+  }
+}

@@ -39,6 +39,7 @@ Deno.test("fedgpu simulate --help lists every flag", async () => {
       "--seed",
       "--lr",
       "--batch-size",
+      "--backend",
     ]
   ) {
     match(help, new RegExp(flag));
@@ -54,6 +55,7 @@ Deno.test("fedgpu simulate and repro name the bad flag", async () => {
     [["simulate", "--lr=-1"], /--lr must be a positive number, got "-1"/],
     [["simulate", "--lr", "-1"], /Option '--lr' argument is ambiguous/],
     [["simulate", "--bogus"], /Unknown option '--bogus'/],
+    [["simulate", "--backend", "gpu"], /--backend must be one of auto, cpu, webgpu, got "gpu"/],
     [["simulate", "extra"], /Unexpected argument: extra/],
     [["simulate", "--seed"], /--seed/],
     [["repro"], /--partition must be iid or shards/],

@@ -128,6 +128,11 @@ export class GpuRuntime {
         this.#lost = new GpuDeviceLostError(info.reason ?? "unknown", info.message);
       }
     });
+    // Validation and out-of-memory errors would otherwise only be logged, and results silently
+    // wrong: keep the first one for check() to throw.
+    device.addEventListener("uncapturederror", (event) => {
+      this.#error ??= (event as GPUUncapturedErrorEvent).error;
+    });
   }
 
   /**

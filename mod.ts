@@ -115,3 +115,72 @@ export { FEDAVG_SLOTS, GpuFedAvg } from "./lib/compute/webgpu/fedavg.ts";
 export type { Strategy } from "./lib/fl/strategy.ts";
 export { FedAvg, type FedAvgOptions } from "./lib/fl/fedavg.ts";
 export { type RoundRecord, simulate, type SimulateOptions, STREAM } from "./lib/fl/simulate.ts";
+
+export { HandshakeError, type HandshakeErrorCode } from "./lib/net/noise/errors.ts";
+export {
+  decrypt,
+  dh,
+  DHLEN,
+  encrypt,
+  generateKeyPair,
+  hash,
+  HASHLEN,
+  hkdf,
+  importCipherKey,
+  KEYLEN,
+  type KeyPair,
+  keyPairFromSecretKey,
+  MAX_MESSAGE_LEN,
+  MAX_NONCE,
+  TAGLEN,
+} from "./lib/net/noise/crypto.ts";
+export { CipherState } from "./lib/net/noise/cipher_state.ts";
+export { SymmetricState } from "./lib/net/noise/symmetric_state.ts";
+export {
+  HandshakeState,
+  type HandshakeStateOptions,
+  type HandshakeStatus,
+} from "./lib/net/noise/handshake_state.ts";
+export {
+  type HandshakePattern,
+  handshakePattern,
+  parseProtocolName,
+  PATTERN_NAMES,
+  type PreMessageToken,
+  SUITE,
+  type Token,
+} from "./lib/net/noise/patterns.ts";
+export {
+  loadVectorFile,
+  type NoiseVector,
+  type NoiseVectorMessage,
+  parseVectorFile,
+  runVector,
+} from "./lib/net/noise/vectors.ts";
+export { ChannelError, type ChannelErrorCode } from "./lib/net/errors.ts";
+export { type ByteStream, FrameReader, MAX_FRAME, writeFrame } from "./lib/net/framing.ts";
+export {
+  type ChannelOptions,
+  type Message,
+  MESSAGE_TYPE,
+  SecureChannel,
+} from "./lib/net/channel.ts";
+export {
+  constantTimeEqual,
+  fingerprint,
+  KeyFileError,
+  loadOrCreateKeyFile,
+  StaticKeyPair,
+} from "./lib/net/identity.ts";
+export {
+  type ChannelPattern,
+  type ClientHandshakeOptions,
+  handshakeClient,
+  type HandshakeOptions,
+  handshakeServer,
+  secureReceive,
+  secureReceiveBytes,
+  secureSend,
+  secureSendBytes,
+  type ServerHandshakeOptions,
+} from "./lib/net/secure.ts";

@@ -197,13 +197,13 @@ export async function createBackend(kind: BackendKind = "auto"): Promise<Backend
           "The webgpu backend was asked for, but no WebGPU adapter is available",
         );
       }
-      return new WebGpuBackend(await GpuRuntime.create(adapter));
+      return new WebGpuBackend(await GpuRuntime.create());
     }
     case "auto": {
       const adapter = await findAdapter();
       if (adapter === null || adapter.info.isFallbackAdapter) return new CpuBackend();
       try {
-        return new WebGpuBackend(await GpuRuntime.create(adapter));
+        return new WebGpuBackend(await GpuRuntime.create());
       } catch {
         return new CpuBackend();
       }

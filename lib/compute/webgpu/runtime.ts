@@ -75,18 +75,26 @@ export const STORAGE: number = _STORAGE | _COPY_DST | _COPY_SRC;
 /** Usage flags of a uniform buffer written from the CPU. */
 export const UNIFORM: number = _UNIFORM | _COPY_DST;
 
-/**
- * Finds a WebGPU adapter.
- *
- * @returns The adapter, or null where WebGPU or an adapter is missing.
- */
-export async function findAdapter(): Promise<GPUAdapter | null> {
+async function _requestAdapter(): Promise<GPUAdapter | null> {
   if (typeof navigator === "undefined" || !("gpu" in navigator)) return null;
   try {
     return await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
   } catch {
     return null;
   }
+}
+
+let _adapter: Promise<GPUAdapter | null> | undefined;
+
+/**
+ * Finds a WebGPU adapter, asking the system once per process; use it to learn what the
+ * machine has. Devices are opened on adapters of their own (an adapter serves one device).
+ *
+ * @returns The adapter, or null where WebGPU or an adapter is missing.
+ */
+export function findAdapter(): Promise<GPUAdapter | null> {
+  _adapter ??= _requestAdapter();
+  return _adapter;
 }
 
 /**
@@ -136,7 +144,7 @@ export class GpuRuntime {
   }
 
   /**
-   * Opens a device on `adapter` (or the first adapter found) with the adapter's largest
+   * Opens a device on `adapter` (or a newly requested one) with the adapter's largest
    * buffer limits.
    *
    * @param adapter The adapter to use.
@@ -144,7 +152,7 @@ export class GpuRuntime {
    * @throws {WebGpuUnavailableError} If there is no adapter or no device can be created.
    */
   static async create(adapter?: GPUAdapter | null): Promise<GpuRuntime> {
-    const chosen = adapter ?? await findAdapter();
+    const chosen = adapter ?? await _requestAdapter();
     if (chosen === null || chosen === undefined) {
       throw new WebGpuUnavailableError("No WebGPU adapter is available on this machine");
     }

@@ -43,6 +43,7 @@ export {
 } from "./lib/nn/kernels.ts";
 export { Sgd, type SgdOptions } from "./lib/nn/optim.ts";
 export {
+  checkTrainingInputs,
   evaluate,
   type Metrics,
   train,

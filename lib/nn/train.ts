@@ -149,13 +149,25 @@ class _Workspace {
   }
 }
 
-function _checkPositiveInteger(value: number, name: string): void {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${name} must be a positive integer, got ${value}`);
+/**
+ * Checks what every engine's `train` and `evaluate` check: a positive integer count, and data
+ * that fits the model.
+ *
+ * @param model The model.
+ * @param data The examples.
+ * @param counts Named counts that must be positive integers (epochs, batch size).
+ * @throws {RangeError} If a count is not a positive integer or the data does not fit.
+ */
+export function checkTrainingInputs(
+  model: Model,
+  data: Dataset,
+  counts: Record<string, number>,
+): void {
+  for (const [name, value] of Object.entries(counts)) {
+    if (!Number.isInteger(value) || value < 1) {
+      throw new RangeError(`${name} must be a positive integer, got ${value}`);
+    }
   }
-}
-
-function _checkData(model: Model, data: Dataset): void {
   if (data.features !== model.inputSize) {
     throw new RangeError(
       `Data has ${data.features} features but the model takes ${model.inputSize} inputs`,
@@ -197,9 +209,7 @@ function _checkData(model: Model, data: Dataset): void {
  */
 export function train(model: Model, data: Dataset, options: TrainOptions): TrainResult {
   const { epochs = 1, batchSize = 32, seed = 0, shuffle = true } = options;
-  _checkPositiveInteger(epochs, "Epochs");
-  _checkPositiveInteger(batchSize, "Batch size");
-  _checkData(model, data);
+  checkTrainingInputs(model, data, { "Epochs": epochs, "Batch size": batchSize });
   if (data.n === 0) throw new RangeError("Cannot train on an empty dataset");
   const rng = options.rng ?? new Rng(seed);
   const sgd = new Sgd(model.params.length, options);
@@ -247,8 +257,7 @@ export function evaluate(
   options: { batchSize?: number } = {},
 ): Metrics {
   const { batchSize = 1000 } = options;
-  _checkPositiveInteger(batchSize, "Batch size");
-  _checkData(model, data);
+  checkTrainingInputs(model, data, { "Batch size": batchSize });
   if (data.n === 0) return { loss: NaN, accuracy: NaN, examples: 0 };
   const batch = Math.min(batchSize, data.n);
   const ws = new _Workspace(model, batch, { training: false });

@@ -12,7 +12,13 @@
 
 import type { Dataset } from "../../data/dataset.ts";
 import type { Model } from "../../nn/model.ts";
-import type { Metrics, TrainOptions, TrainResult } from "../../nn/train.ts";
+import { Sgd } from "../../nn/optim.ts";
+import {
+  checkTrainingInputs,
+  type Metrics,
+  type TrainOptions,
+  type TrainResult,
+} from "../../nn/train.ts";
 import { Rng } from "../../rng.ts";
 import { type GpuRuntime, STORAGE, UNIFORM } from "./runtime.ts";
 
@@ -363,25 +369,6 @@ class _Plan {
   }
 }
 
-function _checkData(model: Model, data: Dataset): void {
-  if (data.features !== model.inputSize) {
-    throw new RangeError(
-      `Data has ${data.features} features but the model takes ${model.inputSize} inputs`,
-    );
-  }
-  if (data.classes > model.outputSize) {
-    throw new RangeError(
-      `Data has ${data.classes} classes but the model has ${model.outputSize} outputs`,
-    );
-  }
-}
-
-function _checkPositiveInteger(value: number, name: string): void {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${name} must be a positive integer, got ${value}`);
-  }
-}
-
 /**
  * Trains `model` in place on the GPU: the same contract, batches and seeded order as the CPU
  * engine's `train()`.
@@ -402,19 +389,9 @@ export async function gpuTrain(
 ): Promise<TrainResult> {
   const { epochs = 1, batchSize = 32, seed = 0, shuffle = true } = options;
   const { lr, momentum = 0, weightDecay = 0 } = options;
-  _checkPositiveInteger(epochs, "Epochs");
-  _checkPositiveInteger(batchSize, "Batch size");
-  _checkData(model, data);
+  checkTrainingInputs(model, data, { "Epochs": epochs, "Batch size": batchSize });
   if (data.n === 0) throw new RangeError("Cannot train on an empty dataset");
-  if (!(lr > 0) || !Number.isFinite(lr)) {
-    throw new RangeError(`Learning rate must be positive and finite, got ${lr}`);
-  }
-  if (!(momentum >= 0 && momentum < 1)) {
-    throw new RangeError(`Momentum must be in [0, 1), got ${momentum}`);
-  }
-  if (!(weightDecay >= 0) || !Number.isFinite(weightDecay)) {
-    throw new RangeError(`Weight decay must be non-negative and finite, got ${weightDecay}`);
-  }
+  new Sgd(0, { lr, momentum, weightDecay }); // checks the optimizer's options
   rt.check();
   const rng = options.rng ?? new Rng(seed);
   const batch = Math.min(batchSize, data.n);
@@ -465,8 +442,7 @@ export async function gpuEvaluate(
   options: { batchSize?: number } = {},
 ): Promise<Metrics> {
   const { batchSize = 1000 } = options;
-  _checkPositiveInteger(batchSize, "Batch size");
-  _checkData(model, data);
+  checkTrainingInputs(model, data, { "Batch size": batchSize });
   if (data.n === 0) return { loss: NaN, accuracy: NaN, examples: 0 };
   rt.check();
   const batch = Math.min(batchSize, data.n);

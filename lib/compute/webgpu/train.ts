@@ -49,6 +49,10 @@ function _words(values: number[], floats: readonly number[] = []): ArrayBuffer {
   return buffer;
 }
 
+function _identity(n: number): Uint32Array {
+  return Uint32Array.from({ length: n }, (_, i) => i);
+}
+
 function _groups(count: number, size = 256): number {
   return Math.ceil(count / size);
 }
@@ -108,40 +112,41 @@ class _Plan {
   readonly order: GPUBuffer;
   readonly gatherDims: GPUBuffer;
   readonly ops: _Op[] = [];
-  readonly features: number;
+  readonly #n: number;
+  readonly #batch: number;
+  readonly #features: number;
   readonly #owned: GPUBuffer[] = [];
   readonly #lossOp: number;
   #rows = -1;
+  /** Workgroup counts of each op for the current batch rows. */
+  #groups: { x: number; y: number }[] = [];
 
   /**
    * Builds the plan.
    *
    * @param rt The runtime.
    * @param model The model (its current parameters are uploaded).
-   * @param data The dataset's GPU buffers.
-   * @param options Batch size, example count, slots for statistics, optimizer (when training).
+   * @param dataset The examples and their GPU buffers.
+   * @param options Batch size and the optimizer (when training).
    */
   constructor(
     rt: GpuRuntime,
     model: Model,
-    data: _GpuData,
-    options: {
-      batch: number;
-      n: number;
-      features: number;
-      slots: number;
-      sgd?: { lr: number; momentum: number; weightDecay: number };
-    },
+    dataset: { data: Dataset; buffers: _GpuData },
+    options: { batch: number; sgd?: { lr: number; momentum: number; weightDecay: number } },
   ) {
     this.rt = rt;
-    const { batch, sgd, features } = options;
-    this.features = features;
+    const { batch, sgd } = options;
+    const { data: examples, buffers: data } = dataset;
+    this.#n = examples.n;
+    this.#batch = batch;
+    this.#features = examples.features;
     const training = sgd !== undefined;
     const own = (buffer: GPUBuffer) => (this.#owned.push(buffer), buffer);
     this.params = own(rt.upload(model.params, "params"));
     const grads = training ? own(rt.acquire(model.params.byteLength, STORAGE, "grads")) : null;
-    this.stats = own(rt.acquire(8 * options.slots, STORAGE, "stats"));
-    this.order = own(rt.acquire(4 * options.n, STORAGE, "order"));
+    this.stats = own(rt.acquire(8 * Math.ceil(examples.n / batch), STORAGE, "stats"));
+    this.order = own(rt.acquire(4 * examples.n, STORAGE, "order"));
     this.gatherDims = own(
       rt.acquire(16, UNIFORM, "gather.dims"),
     );
@@ -197,7 +202,11 @@ class _Plan {
         pipeline,
         group,
         dims: this.gatherDims,
-        shape: (rows) => ({ words: new ArrayBuffer(0), x: _groups(rows * features), y: 1 }),
+        shape: (rows) => ({
+          words: new ArrayBuffer(0),
+          x: _groups(rows * examples.features),
+          y: 1,
+        }),
       });
     }
 
@@ -325,42 +334,52 @@ class _Plan {
   }
 
   /**
-   * Records and submits one batch: gather `rows` examples from `start` of the order, forward,
-   * loss into statistics slot `slot`, and (when training) backward and the optimizer step.
+   * Runs one pass over the examples in `order`: a batch per submit (gather, forward, loss
+   * into its statistics slot, and when training backward and the optimizer step), then one
+   * readback of the loss and correct sums.
+   *
+   * @param order The pass's order of example indices.
+   * @returns The pass's metrics; training metrics are measured on the fly.
    */
-  step(start: number, rows: number, slot: number): void {
+  async runEpoch(order: Uint32Array): Promise<Metrics> {
+    this.rt.write(this.order, order);
+    let slots = 0;
+    for (let start = 0; start < this.#n; start += this.#batch) {
+      this.#step(start, Math.min(this.#batch, this.#n - start), slots++);
+    }
+    const stats = new Float32Array(await this.rt.read(this.stats, 8 * slots));
+    let lossSum = 0;
+    let correct = 0;
+    for (let slot = 0; slot < slots; slot++) {
+      lossSum += stats[2 * slot]!;
+      correct += stats[2 * slot + 1]!;
+    }
+    return { loss: lossSum / this.#n, accuracy: correct / this.#n, examples: this.#n };
+  }
+
+  #step(start: number, rows: number, slot: number): void {
     const rt = this.rt;
     if (rows !== this.#rows) {
       this.#rows = rows;
-      for (const op of this.ops) {
-        if (op.dims !== this.gatherDims) rt.write(op.dims, new Uint8Array(op.shape(rows).words));
-      }
+      this.#groups = this.ops.map((op) => {
+        const { words, x, y } = op.shape(rows);
+        if (op.dims !== this.gatherDims) rt.write(op.dims, new Uint8Array(words));
+        return { x, y };
+      });
     }
-    rt.write(this.gatherDims, new Uint32Array([rows, this.features, start, 0]));
+    rt.write(this.gatherDims, new Uint32Array([rows, this.#features, start, 0]));
     const lossOp = this.ops[this.#lossOp]!;
     const loss = lossOp.shape(rows).words;
     new Uint32Array(loss)[2] = slot;
     rt.write(lossOp.dims, new Uint8Array(loss));
     const encoder = rt.device.createCommandEncoder({ label: "step" });
     const pass = encoder.beginComputePass({ label: "step" });
-    for (const op of this.ops) {
-      const { x, y } = op.shape(rows);
+    this.ops.forEach((op, i) => {
+      const { x, y } = this.#groups[i]!;
       rt.dispatch(pass, op.pipeline, op.group, x, y);
-    }
+    });
     pass.end();
     rt.device.queue.submit([encoder.finish()]);
-  }
-
-  /** Sums statistics slots [0, slots): loss sum and correct count, in float64. */
-  async readStats(slots: number): Promise<{ lossSum: number; correct: number }> {
-    const stats = new Float32Array(await this.rt.read(this.stats, 8 * slots));
-    let lossSum = 0;
-    let correct = 0;
-    for (let s = 0; s < slots; s++) {
-      lossSum += stats[2 * s]!;
-      correct += stats[2 * s + 1]!;
-    }
-    return { lossSum, correct };
   }
 
   /** Releases every buffer the plan acquired. */
@@ -395,29 +414,19 @@ export async function gpuTrain(
   rt.check();
   const rng = options.rng ?? new Rng(seed);
   const batch = Math.min(batchSize, data.n);
-  const steps = Math.ceil(data.n / batch);
-  const plan = new _Plan(rt, model, cache.get(data), {
+  const plan = new _Plan(rt, model, { data, buffers: cache.get(data) }, {
     batch,
-    n: data.n,
-    features: data.features,
-    slots: steps,
     sgd: { lr, momentum, weightDecay },
   });
   try {
     let last: Metrics = { loss: NaN, accuracy: NaN, examples: 0 };
-    const identity = shuffle ? null : Uint32Array.from({ length: data.n }, (_, i) => i);
+    const identity = shuffle ? null : _identity(data.n);
     for (let epoch = 1; epoch <= epochs; epoch++) {
-      rt.write(plan.order, identity ?? rng.permutation(data.n));
-      for (let step = 0; step < steps; step++) {
-        const start = step * batch;
-        plan.step(start, Math.min(batch, data.n - start), step);
-      }
-      const { lossSum, correct } = await plan.readStats(steps);
-      last = { loss: lossSum / data.n, accuracy: correct / data.n, examples: data.n };
+      last = await plan.runEpoch(identity ?? rng.permutation(data.n));
       options.onEpoch?.(epoch, last);
     }
     model.params.set(new Float32Array(await rt.read(plan.params, model.params.byteLength)));
-    return { last, steps: steps * epochs };
+    return { last, steps: Math.ceil(data.n / batch) * epochs };
   } finally {
     plan.release();
   }
@@ -445,22 +454,11 @@ export async function gpuEvaluate(
   checkTrainingInputs(model, data, { "Batch size": batchSize });
   if (data.n === 0) return { loss: NaN, accuracy: NaN, examples: 0 };
   rt.check();
-  const batch = Math.min(batchSize, data.n);
-  const steps = Math.ceil(data.n / batch);
-  const plan = new _Plan(rt, model, cache.get(data), {
-    batch,
-    n: data.n,
-    features: data.features,
-    slots: steps,
+  const plan = new _Plan(rt, model, { data, buffers: cache.get(data) }, {
+    batch: Math.min(batchSize, data.n),
   });
   try {
-    rt.write(plan.order, Uint32Array.from({ length: data.n }, (_, i) => i));
-    for (let step = 0; step < steps; step++) {
-      const start = step * batch;
-      plan.step(start, Math.min(batch, data.n - start), step);
-    }
-    const { lossSum, correct } = await plan.readStats(steps);
-    return { loss: lossSum / data.n, accuracy: correct / data.n, examples: data.n };
+    return await plan.runEpoch(_identity(data.n));
   } finally {
     plan.release();
   }

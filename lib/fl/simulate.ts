@@ -125,6 +125,7 @@ function _check(condition: boolean, message: string): void {
  *   rounds: 5,
  *   batchSize: 10,
  *   lr: 0.1,
+ *   backend: "cpu",
  * })) {
  *   last = record.accuracy;
  * }

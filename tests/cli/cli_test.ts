@@ -79,6 +79,8 @@ Deno.test("fedgpu simulate trains on MNIST and prints a JSON line last", async (
     "0.01",
     "--seed",
     "3",
+    "--backend",
+    "cpu",
   ]);
   strictEqual(status, 0);
   const rounds = lines.filter((line) => line.startsWith("round "));

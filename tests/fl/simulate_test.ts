@@ -34,7 +34,7 @@ function smallModel() {
 
 async function collect(options: SimulateOptions): Promise<RoundRecord[]> {
   const records: RoundRecord[] = [];
-  for await (const record of simulate(options)) {
+  for await (const record of simulate({ backend: "cpu", ...options })) {
     records.push({ ...record, clients: [...record.clients] });
   }
   return records;

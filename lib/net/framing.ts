@@ -8,6 +8,9 @@
 
 import { ChannelError } from "./errors.ts";
 
+/** The longest delay a timer holds; longer deadlines (Infinity) are treated as none. */
+const _MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** The largest frame body (a Noise message): 65535 bytes. */
 export const MAX_FRAME = 65535;
 
@@ -71,9 +74,12 @@ export class FrameReader {
       const remaining = deadline - performance.now();
       if (remaining <= 0) this.#timeout(what);
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const expired = new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), remaining);
-      });
+      // An infinite (or longer than a timer can hold) deadline never expires.
+      const expired = remaining > _MAX_TIMER_MS
+        ? new Promise<"timeout">(() => {})
+        : new Promise<"timeout">((resolve) => {
+          timer = setTimeout(() => resolve("timeout"), remaining);
+        });
       const reading = this.#stream.read(this.#buffer.subarray(this.#end));
       // A read still pending when the deadline closes the stream rejects later: observe it.
       reading.catch(() => {});

@@ -80,14 +80,24 @@ function _swap32(bytes: Uint8Array): Uint8Array {
   return bytes;
 }
 
-/** The floats' raw bits as little-endian bytes: copied, never through float64 (NaN bits kept). */
-function _littleEndianBytes(floats: Float32Array): Uint8Array {
+/**
+ * The floats' raw bits as little-endian bytes: copied, never through float64 (NaN bits kept).
+ *
+ * @param floats The floats.
+ * @returns A new array of `4 * floats.length` bytes.
+ */
+export function float32ToBytes(floats: Float32Array): Uint8Array {
   const bytes = new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength).slice();
   return _HOST_IS_LITTLE_ENDIAN ? bytes : _swap32(bytes);
 }
 
-/** Floats from little-endian bytes, bit for bit. */
-function _floatsFromLittleEndian(raw: Uint8Array): Float32Array {
+/**
+ * Floats from little-endian bytes, bit for bit (copied, so `raw` may be unaligned).
+ *
+ * @param raw A multiple of 4 bytes.
+ * @returns The floats.
+ */
+export function float32FromBytes(raw: Uint8Array): Float32Array {
   const bytes = raw.slice();
   return new Float32Array((_HOST_IS_LITTLE_ENDIAN ? bytes : _swap32(bytes)).buffer);
 }
@@ -181,7 +191,7 @@ function _decodeMsgpack(bytes: Uint8Array, what: string): unknown {
  * ```
  */
 export function modelToBytes(model: Model): Uint8Array {
-  const params = _littleEndianBytes(model.params);
+  const params = float32ToBytes(model.params);
   const body = encode({ layers: model.layers.map(_layerToRecord), params });
   return encode({
     format: MODEL_FORMAT,
@@ -257,5 +267,5 @@ export function modelFromBytes(bytes: Uint8Array, options: ModelFromBytesOptions
       `Model bytes hold ${raw.length} parameter bytes, the architecture needs ${count * 4}`,
     );
   }
-  return new Model(layers, _floatsFromLittleEndian(raw));
+  return new Model(layers, float32FromBytes(raw));
 }

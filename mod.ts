@@ -116,6 +116,66 @@ export { FEDAVG_SLOTS, GpuFedAvg } from "./lib/compute/webgpu/fedavg.ts";
 export type { Strategy } from "./lib/fl/strategy.ts";
 export { FedAvg, type FedAvgOptions } from "./lib/fl/fedavg.ts";
 export { type RoundRecord, simulate, type SimulateOptions, STREAM } from "./lib/fl/simulate.ts";
+export {
+  type DroppedClient,
+  FederatedServer,
+  formatServerRound,
+  roundRecordToJson,
+  ServerError,
+  type ServerOptions,
+  type ServerRoundRecord,
+} from "./lib/fl/server.ts";
+export {
+  backoffDelay,
+  ClientError,
+  type ClientErrorCode,
+  type ClientOptions,
+  type ClientSummary,
+  type RetryOptions,
+  runClient,
+} from "./lib/fl/client.ts";
+export {
+  type Checkpoint,
+  CHECKPOINT_VERSION,
+  CheckpointError,
+  type CheckpointErrorCode,
+  checkpointFromBytes,
+  checkpointToBytes,
+  loadCheckpoint,
+  saveCheckpoint,
+} from "./lib/fl/checkpoint.ts";
+export {
+  type ByeMessage,
+  CLIENT_ID_PATTERN,
+  clientKey,
+  type CollectMessage,
+  type ErrorMessage,
+  type EvaluateMessage,
+  type EvaluationMessage,
+  FL_PROTOCOL,
+  type FlMessage,
+  type HelloMessage,
+  parseFlMessage,
+  type ReadyMessage,
+  receiveFl,
+  sendFl,
+  type TaskMessage,
+  type UpdateMessage,
+  type WelcomeMessage,
+} from "./lib/fl/protocol.ts";
+export {
+  decodeMessage,
+  encodeMessage,
+  isRecord,
+  MESSAGE_TYPE_MSGPACK,
+  MessageError,
+  type MessageErrorCode,
+  type MessageProtocol,
+  type RawMessage,
+  read,
+  receiveMessage,
+  sendMessage,
+} from "./lib/net/message.ts";
 
 export { HandshakeError, type HandshakeErrorCode } from "./lib/net/noise/errors.ts";
 export {

@@ -30,6 +30,8 @@ export interface FlagSpec {
   help: string;
   /** Value name shown in help, e.g. `N`. */
   value?: string;
+  /** Whether the flag may repeat (its value is then an array). */
+  multiple?: boolean;
 }
 
 /**
@@ -43,12 +45,17 @@ export interface FlagSpec {
 export function parseFlags(
   argv: string[],
   flags: Record<string, FlagSpec>,
-): Record<string, string | boolean | undefined> {
-  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+): Record<string, string | boolean | string[] | undefined> {
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; short?: string; multiple?: boolean }
+  > = {};
   for (const [name, spec] of Object.entries(flags)) {
-    options[name] = spec.short === undefined
-      ? { type: spec.type }
-      : { type: spec.type, short: spec.short };
+    options[name] = {
+      type: spec.type,
+      ...(spec.short === undefined ? {} : { short: spec.short }),
+      ...(spec.multiple ? { multiple: true } : {}),
+    };
   }
   try {
     const { values, positionals } = parseArgs({
@@ -58,7 +65,7 @@ export function parseFlags(
       allowPositionals: true,
     });
     if (positionals.length > 0) throw new UsageError(`Unexpected argument: ${positionals[0]}`);
-    return values as Record<string, string | boolean | undefined>;
+    return values as Record<string, string | boolean | string[] | undefined>;
   } catch (error) {
     if (error instanceof UsageError) throw error;
     // parseArgs explains over several lines; keep the lines that say what was wrong.
@@ -79,7 +86,7 @@ export function parseFlags(
  * @throws {UsageError} If the value is not a number of that kind.
  */
 export function numberFlag(
-  values: Record<string, string | boolean | undefined>,
+  values: Record<string, string | boolean | string[] | undefined>,
   name: string,
   fallback: number,
   check: "int>0" | "int>=0" | "prob" | ">0" | "any",
@@ -117,7 +124,7 @@ export function numberFlag(
  * @throws {UsageError} If the value is not one of the choices.
  */
 export function choiceFlag<T extends string>(
-  values: Record<string, string | boolean | undefined>,
+  values: Record<string, string | boolean | string[] | undefined>,
   name: string,
   choices: readonly T[],
 ): T {

@@ -4,13 +4,21 @@
  * ```sh
  * deno run -A jsr:@fedgpu/fedgpu/cli simulate --rounds 50
  * deno task fedgpu repro --partition iid      # from a checkout
+ * deno task fedgpu server --min-clients 10    # a FedAvg server on port 3000
+ * deno task fedgpu client --shard 0-9         # ten MNIST clients in one process
  * ```
  *
  * @module
  */
 
 import { WebGpuUnavailableError } from "../compute/webgpu/runtime.ts";
+import { DataFormatError } from "../data/errors.ts";
+import { CheckpointError } from "../fl/checkpoint.ts";
+import { ServerError } from "../fl/server.ts";
+import { KeyFileError } from "../net/identity.ts";
+import { ModelFormatError } from "../nn/codec.ts";
 import { UsageError } from "./args.ts";
+import { clientCommand, serverCommand } from "./network.ts";
 import { type Output, reproCommand, simulateCommand } from "./simulate.ts";
 
 export type { Output };
@@ -21,6 +29,8 @@ const COMMANDS: Record<
 > = {
   simulate: { run: simulateCommand, help: "FedAvg on MNIST simulated in process (the demo)" },
   repro: { run: reproCommand, help: "Reproduce the FedAvg paper's 2NN rounds-to-97% numbers" },
+  server: { run: serverCommand, help: "A FedAvg server that clients connect to over TCP" },
+  client: { run: clientCommand, help: "Federated clients training on their own data" },
 };
 
 function _usage(): string {
@@ -33,6 +43,15 @@ function _usage(): string {
     "",
     "Run `fedgpu <command> --help` for a command's options.",
   ].join("\n");
+}
+
+/** Failures a user can act on from their message alone: no stack trace. */
+function _isExpected(error: unknown): boolean {
+  return error instanceof CheckpointError || error instanceof ServerError ||
+    error instanceof KeyFileError || error instanceof DataFormatError ||
+    error instanceof ModelFormatError || error instanceof Deno.errors.AddrInUse ||
+    error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied ||
+    error instanceof RangeError;
 }
 
 /**
@@ -65,6 +84,10 @@ export async function main(
     }
     if (error instanceof WebGpuUnavailableError) {
       console.error(`fedgpu ${name}: ${error.message}; use --backend cpu`);
+      return 1;
+    }
+    if (_isExpected(error)) {
+      console.error(`fedgpu ${name}: ${(error as Error).message}`);
       return 1;
     }
     throw error;

@@ -11,6 +11,7 @@ import type { PartitionScheme } from "../data/partition.ts";
 import { mnist2nn } from "../nn/presets.ts";
 import { type RoundRecord, simulate } from "../fl/simulate.ts";
 import { BACKEND_KINDS, type BackendKind, createBackend } from "../compute/backend.ts";
+import { runNetworked } from "./demo_network.ts";
 import {
   choiceFlag,
   type FlagSpec,
@@ -98,7 +99,7 @@ const COMMON_FLAGS: Record<string, FlagSpec> = {
 };
 
 function _readConfig(
-  values: Record<string, string | boolean | undefined>,
+  values: Record<string, string | boolean | string[] | undefined>,
   defaults: { rounds: number; partition?: PartitionScheme },
 ): RunConfig {
   const partition = values.partition === undefined && defaults.partition !== undefined
@@ -258,7 +259,18 @@ function _summaryRows(config: RunConfig, summary: RunSummary): [string, string][
   ];
 }
 
-const SIMULATE_FLAGS: Record<string, FlagSpec> = { ...COMMON_FLAGS };
+const SIMULATE_FLAGS: Record<string, FlagSpec> = {
+  ...COMMON_FLAGS,
+  network: {
+    type: "boolean",
+    help: "Run a server process and client processes on loopback instead of in process",
+  },
+  processes: {
+    type: "string",
+    value: "P",
+    help: "With --network: client processes the clients are spread over (default min(K, 10))",
+  },
+};
 SIMULATE_FLAGS.rounds = { type: "string", value: "N", help: "Round limit (default 200)" };
 
 /**
@@ -280,8 +292,19 @@ export async function simulateCommand(argv: string[], out: Output): Promise<numb
     return 0;
   }
   const config = _readConfig(values, { rounds: 200 });
-  out.line(_describe(config));
-  const summary = await runFederated(config, out, values["mnist-dir"] as string | undefined);
+  const network = values.network === true;
+  if (!network && values.processes !== undefined) {
+    throw new UsageError("--processes applies to --network runs");
+  }
+  const processes = Math.min(
+    numberFlag(values, "processes", Math.min(config.clients, 10), "int>0"),
+    config.clients,
+  );
+  out.line(_describe(config) + (network ? `; over TCP: ${processes} client processes` : ""));
+  const mnistDir = values["mnist-dir"] as string | undefined;
+  const summary = network
+    ? await runNetworked(config, processes, out, mnistDir)
+    : await runFederated(config, out, mnistDir);
   out.line(
     summary.roundsToTarget === null
       ? `Stopped at the round limit without reaching ${_percent(config.target)}`
@@ -304,6 +327,8 @@ export async function simulateCommand(argv: string[], out: Output): Promise<numb
     seed: config.seed,
     backend: summary.backend,
     adapter: summary.device,
+    network,
+    ...(network ? { processes } : {}),
     seconds: Number(summary.seconds.toFixed(2)),
   }));
   return 0;

@@ -74,7 +74,7 @@ export interface MessageProtocol {
  * @param protocol The protocol's name and version.
  * @param type The message type.
  * @param fields The message's fields: numbers, strings, booleans, `Uint8Array`s, arrays and
- *   plain objects of them.
+ *   plain objects of them (fields named `p`, `v` or `type` are ignored: the envelope wins).
  * @returns The msgpack bytes.
  */
 export function encodeMessage(
@@ -82,7 +82,9 @@ export function encodeMessage(
   type: string,
   fields: Record<string, unknown>,
 ): Uint8Array {
-  return encode({ p: protocol.name, v: protocol.version, type, ...fields });
+  // The envelope is written first and wins over fields of the same names.
+  const envelope = { p: protocol.name, v: protocol.version, type };
+  return encode({ ...envelope, ...fields, ...envelope });
 }
 
 /**

@@ -24,8 +24,10 @@ export interface LoadOptions {
   examples?: number;
   /** The server's round, upload and handshake timeouts, in ms (default 60 s). */
   timeoutMs?: number;
-  /** Extra `deno run` flags of the server process, such as `--v8-flags=...`. */
-  serverFlags?: string[];
+  /** Collect garbage in the server every this many ms (default 0: V8 decides). */
+  gcMs?: number;
+  /** V8 flags of the server process, such as `--max-semi-space-size=1`. */
+  v8Flags?: string[];
   /** Kill both processes after this long, in ms (default 10 minutes). */
   killAfterMs?: number;
 }
@@ -46,6 +48,7 @@ export interface ServerSummary {
   peak_rss_mb: number;
   peak_rss_bytes: number;
   peak_rss_source: string;
+  gc_ms: number;
 }
 
 /** What the swarm process reports once its clients are done. */
@@ -104,11 +107,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     "--classes",
     String(options.classes ?? 10),
   ];
+  const v8Flags = [...(options.v8Flags ?? []), ...(options.gcMs ? ["--expose-gc"] : [])];
   const server = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
-      ...(options.serverFlags ?? []),
+      ...(v8Flags.length > 0 ? [`--v8-flags=${v8Flags.join(",")}`] : []),
       new URL("_load_server.ts", _here).pathname,
       "--clients",
       String(options.clients),
@@ -120,6 +124,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       String(options.hidden ?? 512),
       "--timeout-ms",
       String(options.timeoutMs ?? 60_000),
+      "--gc-ms",
+      String(options.gcMs ?? 0),
       ...shape,
     ],
     stdin: "null",
@@ -127,7 +133,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     stderr: "piped",
   }).spawn();
   let swarm: Deno.ChildProcess | undefined;
+  let killed = false;
   const killer = setTimeout(() => {
+    killed = true;
     for (const child of [server, swarm]) {
       try {
         child?.kill("SIGKILL");
@@ -176,7 +184,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       `server (exit ${serverStatus.code}):\n${_tail(serverOut + (await serverErr))}\n` +
       `swarm (exit ${swarmStatus.code}):\n${_tail((await swarmOut) + (await swarmErr))}`;
     if (!serverStatus.success || !swarmStatus.success) {
-      throw new Error(`The load run of ${options.clients} clients failed:\n${await report()}`);
+      const why = killed ? `was stopped after ${options.killAfterMs ?? 600_000} ms` : "failed";
+      throw new Error(`The load run of ${options.clients} clients ${why}:\n${await report()}`);
     }
     const last = (text: string) => JSON.parse(text.trimEnd().split("\n").at(-1)!);
     return { server: last(serverOut), swarm: last(await swarmOut) };

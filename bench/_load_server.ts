@@ -30,6 +30,7 @@ const { values } = parseArgs({
     classes: { type: "string", default: "10" },
     "timeout-ms": { type: "string", default: "60000" },
     seed: { type: "string", default: "0" },
+    "gc-ms": { type: "string", default: "0" },
   },
 });
 const clients = Number(values.clients);
@@ -40,6 +41,7 @@ const hidden = Number(values.hidden);
 const classes = Number(values.classes);
 const timeoutMs = Number(values["timeout-ms"]);
 const seed = Number(values.seed);
+const gcMs = Number(values["gc-ms"]);
 
 /** The load run's model: `features`-`hidden`-`classes`, ReLU, softmax. */
 function loadModel(): Model {
@@ -80,6 +82,12 @@ for (let i = 0; i < testY.length; i++) {
   testX[i * features + (i % features)] = 1;
 }
 const test = createDataset(testX, testY, { features, classes });
+
+// With `--gc-ms` (and V8's `--expose-gc`) garbage is collected every few milliseconds, so the
+// peak measures what the server holds rather than how long V8 lets garbage wait.
+const gc = (globalThis as { gc?: () => void }).gc;
+if (gcMs > 0 && gc === undefined) throw new Error("--gc-ms needs --v8-flags=--expose-gc");
+const collector = gcMs > 0 ? setInterval(() => gc!(), gcMs) : undefined;
 
 samplePeak();
 const server = await FederatedServer.start({
@@ -127,6 +135,7 @@ for await (const record of server.rounds()) {
   );
 }
 const seconds = (performance.now() - started) / 1000;
+clearInterval(collector);
 samplePeak();
 const peak = peakRss();
 console.log(JSON.stringify({
@@ -145,4 +154,5 @@ console.log(JSON.stringify({
   peak_rss_mb: mb(peak.bytes),
   peak_rss_bytes: peak.bytes,
   peak_rss_source: peak.source,
+  gc_ms: gcMs,
 }));

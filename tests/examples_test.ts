@@ -44,3 +44,53 @@ Deno.test("examples/csv_federated.ts without a file prints usage and exits 2", a
   strictEqual(code, 2);
   ok(new TextDecoder().decode(stderr).includes("Usage: examples/csv_federated.ts"));
 });
+
+Deno.test("examples/async_server.ts and two examples/async_client.ts train MNIST over TCP", async () => {
+  // The examples keep their key files in .fedgpu/ of the working directory: use a fresh one.
+  const cwd = await Deno.makeTempDir({ prefix: "fedgpu-examples-" });
+  const config = new URL("deno.json", root).pathname;
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = String(listener.addr.port);
+  listener.close();
+  const spawn = (file: string, args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--config", config, new URL(file, root).pathname, ...args],
+      cwd,
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  try {
+    await Deno.mkdir(`${cwd}/.fedgpu`);
+    const server = spawn("examples/async_server.ts", [
+      "--port",
+      port,
+      "--clients",
+      "2",
+      "--rounds",
+      "1",
+    ]);
+    // The clients pin the fingerprint the server writes at start; they retry until it listens.
+    while (!(await Deno.stat(`${cwd}/.fedgpu/server.fingerprint`).catch(() => null))) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const clients = ["0", "1"].map((shard) =>
+      spawn("examples/async_client.ts", ["--shard", shard, "--of", "30", "--port", port])
+    );
+    const [serverOut, ...clientOuts] = await Promise.all(
+      [server, ...clients].map((child) => child.output()),
+    );
+    const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+    strictEqual(serverOut!.code, 0, text(serverOut!.stdout) + text(serverOut!.stderr));
+    const lines = text(serverOut!.stdout).trimEnd().split("\n");
+    const round = lines.find((line) => /^round +1 /.test(line));
+    ok(round !== undefined && /2\/2 clients/.test(round), lines.join("\n"));
+    const accuracy = Number(/test accuracy (\S+)$/.exec(lines.at(-1)!)![1]);
+    ok(accuracy > 0.8, `accuracy ${accuracy}`);
+    for (const out of clientOuts) {
+      strictEqual(out.code, 0, text(out.stderr));
+      ok(text(out.stdout).includes("training finished; trained 1 times, sent 1 updates"));
+    }
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});

@@ -100,15 +100,18 @@ export function checkpointToBytes(checkpoint: Checkpoint): Uint8Array {
  * @throws {CheckpointError} `not-checkpoint`, `version` or `corrupt`.
  */
 export function checkpointFromBytes(bytes: Uint8Array, name = "checkpoint"): Checkpoint {
-  if (bytes.length < 5 + _DIGEST || _MAGIC.some((byte, i) => bytes[i] !== byte)) {
+  if (bytes.length < _MAGIC.length || _MAGIC.some((byte, i) => bytes[i] !== byte)) {
     throw new CheckpointError("not-checkpoint", `${name} is not a fedgpu checkpoint`);
   }
-  if (bytes[4] !== CHECKPOINT_VERSION) {
+  if (bytes.length > 4 && bytes[4] !== CHECKPOINT_VERSION) {
     throw new CheckpointError(
       "version",
       `${name} has checkpoint format version ${bytes[4]}; this library reads version ` +
         CHECKPOINT_VERSION,
     );
+  }
+  if (bytes.length < 5 + _DIGEST) {
+    throw new CheckpointError("corrupt", `${name} is corrupt: it is truncated`);
   }
   const payload = bytes.subarray(5, bytes.length - _DIGEST);
   const digest = sha256(payload);
@@ -162,14 +165,20 @@ export async function saveCheckpoint(path: string, checkpoint: Checkpoint): Prom
   const temporary = `${path}.${Deno.pid}.tmp`;
   const file = await Deno.open(temporary, { write: true, create: true, truncate: true });
   try {
-    for (let offset = 0; offset < bytes.length;) {
-      offset += await file.write(bytes.subarray(offset));
+    try {
+      for (let offset = 0; offset < bytes.length;) {
+        offset += await file.write(bytes.subarray(offset));
+      }
+      await file.sync();
+    } finally {
+      file.close();
     }
-    await file.sync();
-  } finally {
-    file.close();
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    // The temporary file is ours (it was opened above): leave nothing behind.
+    await Deno.remove(temporary).catch(() => {});
+    throw error;
   }
-  await Deno.rename(temporary, path);
 }
 
 /**

@@ -30,7 +30,11 @@ export interface RetryOptions {
   initialMs?: number;
   /** The longest delay, in milliseconds (default 30 s). */
   maxMs?: number;
-  /** Failed attempts in a row before giving up (default 20; Infinity never gives up). */
+  /**
+   * Reconnections after failed attempts in a row before giving up (default 20; 0 gives up at
+   * the first failure; Infinity never gives up): the client tries at most `maxAttempts + 1`
+   * times in a row.
+   */
   maxAttempts?: number;
 }
 
@@ -97,8 +101,14 @@ export class ClientError extends Error {
   }
 }
 
-/** Server error codes after which reconnecting would be refused again. */
+/**
+ * Server error codes after which reconnecting would be refused again: the message was wrong,
+ * the key is not allowed in, or another client took this id (reconnecting would take it back,
+ * and the two would replace each other for ever).
+ */
 const _FATAL_SERVER_CODES = new Set([
+  "unknown-client",
+  "duplicate-id",
   "version",
   "protocol",
   "unknown-type",
@@ -170,7 +180,7 @@ export async function runClient(options: ClientOptions): Promise<ClientSummary> 
         if (failures > maxAttempts) {
           throw new ClientError(
             "retries-exhausted",
-            `Gave up after ${maxAttempts} failed connection attempts in a row: ` +
+            `Gave up after ${failures} failed connection attempts in a row: ` +
               (error as Error).message,
             { cause: error },
           );

@@ -328,7 +328,7 @@ export async function receiveFl(channel: SecureChannel): Promise<FlMessage> {
  * @returns The key, an integer in [0, 2^53).
  */
 export function clientKey(id: string): number {
-  if (/^(0|[1-9][0-9]{0,13})$/.test(id) && Number(id) < 2 ** 48) return Number(id);
+  if (/^(0|[1-9][0-9]{0,14})$/.test(id) && Number(id) < 2 ** 48) return Number(id);
   const digest = sha256(new TextEncoder().encode(id));
   return 2 ** 48 + new DataView(digest.buffer, digest.byteOffset).getUint32(0);
 }

@@ -20,7 +20,7 @@ import { type Backend, type BackendKind, createBackend } from "../compute/backen
 import type { Dataset } from "../data/dataset.ts";
 import type { SecureChannel } from "../net/channel.ts";
 import { ChannelError } from "../net/errors.ts";
-import type { StaticKeyPair } from "../net/identity.ts";
+import { fingerprint, type StaticKeyPair } from "../net/identity.ts";
 import { MessageError } from "../net/message.ts";
 import { handshakeServer } from "../net/secure.ts";
 import { modelToBytes } from "../nn/codec.ts";
@@ -417,7 +417,9 @@ export class FederatedServer {
   #task: number;
   #records: Record<string, unknown>[];
   #clients = new Map<string, _Connection>();
-  #pending = 0;
+  /** Connections still in their handshake or hello, with their admission. */
+  #admitting = new Map<Deno.Conn, Promise<void>>();
+  #allowed: Set<string> | null;
   #clientWaiters: (() => void)[] = [];
   #backend: Backend;
   #ownBackend: boolean;
@@ -448,6 +450,8 @@ export class FederatedServer {
     this.#task = state.task;
     this.#records = state.records;
     this.#log = options.log ?? ((line) => console.log(line));
+    // Read once: the option may be a one-shot iterable.
+    this.#allowed = options.allowedClients === undefined ? null : new Set(options.allowedClients);
     this.#accepting = this.#acceptLoop();
   }
 
@@ -532,13 +536,13 @@ export class FederatedServer {
   async #acceptLoop(): Promise<void> {
     try {
       for await (const conn of this.#listener) {
-        if (this.#clients.size + this.#pending >= this.#settings.maxClients) {
+        if (this.#clients.size + this.#admitting.size >= this.#settings.maxClients) {
           this.#log(`refused a connection: ${this.#settings.maxClients} clients already`);
           conn.close();
           continue;
         }
-        this.#pending++;
-        this.#admit(conn).finally(() => this.#pending--);
+        const admission = this.#admit(conn).finally(() => this.#admitting.delete(conn));
+        this.#admitting.set(conn, admission);
       }
     } catch (error) {
       if (!this.#closed) this.#log(`listener failed: ${(error as Error).message}`);
@@ -548,6 +552,9 @@ export class FederatedServer {
   async #admit(conn: Deno.Conn): Promise<void> {
     const peer = conn.remoteAddr as Deno.NetAddr;
     const where = `${peer.hostname}:${peer.port}`;
+    const refuse = (message: string) => {
+      if (!this.#closed) this.#log(`refused ${where}: ${message}`);
+    };
     const params = this.#model.params.length;
     let channel: SecureChannel;
     try {
@@ -558,14 +565,19 @@ export class FederatedServer {
         // The largest message a client may send is an update: its floats plus the envelope.
         maxMessageBytes: 4 * params + 65_536,
         idleTimeoutMs: Infinity,
-        ...(this.#options.allowedClients === undefined
-          ? {}
-          : { allowedClients: this.#options.allowedClients }),
       });
     } catch (error) {
-      this.#log(`refused ${where}: ${(error as Error).message}`);
+      refuse((error as Error).message);
       return;
     }
+    // The allow-list is checked here rather than inside the handshake so that a refused client
+    // learns why (`unknown-client`) instead of retrying a silent hang-up; it is answered after
+    // its first message, so that its hello does not race the hang-up.
+    const key = channel.remoteStaticKey;
+    const stranger = this.#allowed === null ||
+        (key !== null && this.#allowed.has(fingerprint(key)))
+      ? null
+      : `Client key ${key === null ? "(none)" : fingerprint(key)} is not on the allow-list`;
     let hello: FlMessage;
     try {
       hello = await _withTimeout(receiveFl(channel), this.#settings.handshakeTimeoutMs, () => {
@@ -573,14 +585,23 @@ export class FederatedServer {
         return new ChannelError("timeout", "No hello in time");
       });
     } catch (error) {
-      this.#log(`refused ${where}: ${(error as Error).message}`);
-      if (error instanceof MessageError) await _sendError(channel, error.code, error.message);
+      refuse(stranger ?? (error as Error).message);
+      if (stranger !== null) await _sendError(channel, "unknown-client", stranger);
+      else if (error instanceof MessageError) {
+        await _sendError(channel, error.code, error.message);
+      }
       await channel.close().catch(() => {});
+      return;
+    }
+    if (stranger !== null) {
+      refuse(stranger);
+      await _sendError(channel, "unknown-client", stranger);
+      await channel.close();
       return;
     }
     if (hello.type !== "hello") {
       const message = `Expected a hello message, got ${hello.type}`;
-      this.#log(`refused ${where}: ${message}`);
+      refuse(message);
       await _sendError(channel, "unexpected", message);
       await channel.close();
       return;
@@ -597,12 +618,14 @@ export class FederatedServer {
       this.#log,
     );
     const previous = this.#clients.get(hello.id);
+    this.#admitting.delete(conn);
+    this.#clients.set(hello.id, connection);
     if (previous !== undefined) {
       // The newest connection of an id wins: a client reconnecting after a failure the server
-      // has not noticed yet replaces its dead connection.
-      previous.close("replaced by a new connection of the same id");
+      // has not noticed yet replaces its dead connection, and a live one (another client with
+      // the same id) is told why, so that it does not reconnect and take the id back.
+      void previous.fail("duplicate-id", `A new connection with id ${hello.id} replaced this one`);
     }
-    this.#clients.set(hello.id, connection);
     if (
       !(await connection.send({ type: "welcome", round: this.#round + 1, key: connection.key }))
     ) {
@@ -625,6 +648,7 @@ export class FederatedServer {
    * @throws {ServerError} If a round gets too few updates in every attempt.
    */
   async *rounds(): AsyncGenerator<ServerRoundRecord> {
+    let reason = "training finished";
     try {
       const { rounds, target } = this.#settings;
       const lastAccuracy = this.#records.at(-1)?.accuracy;
@@ -634,8 +658,11 @@ export class FederatedServer {
         yield record;
         if (record.accuracy >= target) break;
       }
+    } catch (error) {
+      reason = `training failed: ${(error as Error).message}`;
+      throw error;
     } finally {
-      await this.close("training finished");
+      await this.close(reason);
     }
   }
 
@@ -643,6 +670,11 @@ export class FederatedServer {
     const started = performance.now();
     const { minClients, minUpdates, maxAttempts } = this.#settings;
     for (let attempt = 0;; attempt++) {
+      if (this.#clients.size < minClients) {
+        this.#log(
+          `round ${round}: waiting for ${minClients} clients (${this.#clients.size} connected)`,
+        );
+      }
       await this.waitForClients(minClients);
       const result = await this.#attempt(round, attempt);
       if (result.count >= minUpdates) {
@@ -818,11 +850,21 @@ export class FederatedServer {
       // Already closed.
     }
     for (const wake of this.#clientWaiters.splice(0)) wake();
+    await this.#accepting;
+    // Connections still in their handshake or hello are cut off rather than left to time out.
+    const admitting = [...this.#admitting];
+    for (const [conn] of admitting) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
     await Promise.all([...this.#clients.values()].map(async (client) => {
       await client.send({ type: "bye", reason });
       client.close("server closed");
     }));
-    await this.#accepting;
+    await Promise.all(admitting.map(([, admission]) => admission));
     if (this.#ownBackend) this.#backend.dispose();
   }
 }

@@ -198,7 +198,9 @@ function _invalid(type: string, field: string, want: string, got: unknown): neve
     : String(got);
   throw new MessageError(
     "invalid",
-    `Field ${field} of a ${type} message must be ${want}, got ${shown}`,
+    `Field ${field} of ${
+      /^[aeiou]/.test(type) ? "an" : "a"
+    } ${type} message must be ${want}, got ${shown}`,
   );
 }
 

@@ -97,15 +97,22 @@ export function startClient(
 }
 
 /**
- * Iterates a server's remaining rounds.
+ * Iterates a server's remaining rounds, failing if they take more than `ms`.
  *
  * @param server The server.
+ * @param ms The limit in milliseconds.
  * @returns Its round records.
  */
-export async function runRounds(server: FederatedServer): Promise<ServerRoundRecord[]> {
-  const records: ServerRoundRecord[] = [];
-  for await (const record of server.rounds()) records.push(record);
-  return records;
+export function runRounds(server: FederatedServer, ms = 20_000): Promise<ServerRoundRecord[]> {
+  return within(
+    (async () => {
+      const records: ServerRoundRecord[] = [];
+      for await (const record of server.rounds()) records.push(record);
+      return records;
+    })(),
+    ms,
+    "The rounds",
+  );
 }
 
 /**

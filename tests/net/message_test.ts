@@ -57,7 +57,7 @@ function catchMessageError(fn: () => unknown, code: MessageErrorCode): MessageEr
 /** Asserts that `fn` throws a MessageError `invalid` whose message names `field` and `type`. */
 function assertInvalid(fn: () => unknown, type: string, field: string): MessageError {
   const error = catchMessageError(fn, "invalid");
-  assert.match(error.message, new RegExp(`^Field ${field} of a ${type} message must be `));
+  assert.match(error.message, new RegExp(`^Field ${field} of an? ${type} message must be `));
   return error;
 }
 
@@ -291,6 +291,13 @@ Deno.test("decodeMessage() refuses huge declared lengths without allocating them
     () => decodeMessage(PROTOCOL, concat([0xdf, 0xff, 0xff, 0xff, 0xff], head)),
     "malformed",
   );
+});
+
+Deno.test("decodeMessage() refuses an array of more than 65536 items, all present", () => {
+  const items = new Array<null>(65536).fill(null);
+  assert.equal((decodeMessage(PROTOCOL, wire({ items })).fields.items as null[]).length, 65536);
+  const bytes = wire({ items: [...items, null] });
+  catchMessageError(() => decodeMessage(PROTOCOL, bytes), "malformed");
 });
 
 Deno.test("decodeMessage() refuses a map of more than 64 entries", () => {

@@ -1,0 +1,138 @@
+import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
+import { main } from "../../lib/cli/main.ts";
+import { mlp, parseHidden, parseShards } from "../../lib/cli/network.ts";
+import { processShards } from "../../lib/cli/demo_network.ts";
+import { UsageError } from "../../lib/cli/args.ts";
+import { mnist2nn } from "../../mod.ts";
+
+async function run(argv: string[]): Promise<{ status: number; lines: string[]; errors: string }> {
+  const lines: string[] = [];
+  const errors: string[] = [];
+  const originalError = console.error;
+  console.error = (...args: unknown[]) => errors.push(args.join(" "));
+  try {
+    const status = await main(argv, { line: (text) => lines.push(text) });
+    return { status, lines, errors: errors.join("\n") };
+  } finally {
+    console.error = originalError;
+  }
+}
+
+Deno.test("fedgpu lists the server and client commands", async () => {
+  const { lines } = await run(["--help"]);
+  match(lines.join("\n"), /\n  server +A FedAvg server/);
+  match(lines.join("\n"), /\n  client +Federated clients/);
+});
+
+Deno.test("fedgpu server --help and client --help list their flags", async () => {
+  const server = await run(["server", "--help"]);
+  strictEqual(server.status, 0);
+  for (
+    const flag of [
+      "--port",
+      "--key-file",
+      "--rounds",
+      "--fraction",
+      "--min-clients",
+      "--min-updates",
+      "--round-timeout",
+      "--checkpoint",
+      "--resume",
+      "--metrics-out",
+      "--allow-client",
+      "--target",
+    ]
+  ) match(server.lines.join("\n"), new RegExp(`${flag}\\b`));
+  const client = await run(["client", "--help"]);
+  strictEqual(client.status, 0);
+  for (
+    const flag of ["--fingerprint", "--data", "--shard", "--of", "--backend", "--max-retries"]
+  ) match(client.lines.join("\n"), new RegExp(`${flag}\\b`));
+});
+
+Deno.test("fedgpu server and client reject bad flags with exit status 2 and the flag named", async () => {
+  const cases: [string[], RegExp][] = [
+    [["server", "--rounds", "0"], /--rounds must be a positive integer, got "0"/],
+    [["server", "--fraction", "1.5"], /--fraction must be a number in \(0, 1\]/],
+    [["server", "--resume"], /--resume needs --checkpoint/],
+    [["server", "--hidden", "200,x"], /--hidden must list positive integers, got "x"/],
+    [["server", "--port=-1"], /--port must be a non-negative integer/],
+    [["server", "--bogus"], /bogus/],
+    [["client", "--shard", "100", "--fingerprint", "SHA256:x"], /--shard 100 is outside 0-99/],
+    [["client", "--shard", "0-3", "--id", "a", "--fingerprint", "SHA256:x"], /--id names one/],
+    [["client", "--shard", "a", "--fingerprint", "SHA256:x"], /--shard must look like/],
+    [["client", "--fingerprint-file", "/nonexistent/fp"], /Pin the server/],
+    [["client", "--partition", "zipf", "--fingerprint", "SHA256:x"], /--partition must be one/],
+    [["simulate", "--processes", "2"], /--processes applies to --network/],
+  ];
+  for (const [argv, pattern] of cases) {
+    const { status, errors } = await run(argv);
+    strictEqual(status, 2, `${argv.join(" ")}: ${errors}`);
+    match(errors, pattern);
+  }
+});
+
+Deno.test("fedgpu server reports a checkpoint from other settings and exits 1", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/ckpt`, new TextEncoder().encode("not a checkpoint at all, no"));
+    const { status, errors } = await run([
+      "server",
+      "--port",
+      "0",
+      "--test",
+      "none",
+      "--features",
+      "4",
+      "--classes",
+      "2",
+      "--key-file",
+      `${dir}/key.json`,
+      "--fingerprint-out",
+      `${dir}/fp`,
+      "--checkpoint",
+      `${dir}/ckpt`,
+      "--resume",
+    ]);
+    strictEqual(status, 1);
+    match(errors, /fedgpu server: .*ckpt is not a fedgpu checkpoint/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("parseShards reads single shards, ranges and lists", () => {
+  deepStrictEqual(parseShards("3", 10), [3]);
+  deepStrictEqual(parseShards("0-3,8,2", 10), [0, 1, 2, 3, 8]);
+  for (const bad of ["", "3-1", "1-", "x", "10"]) {
+    let error: unknown;
+    try {
+      parseShards(bad, 10);
+    } catch (caught) {
+      error = caught;
+    }
+    ok(error instanceof UsageError, bad);
+  }
+});
+
+Deno.test("parseHidden and mlp build the 2NN bit for bit", () => {
+  deepStrictEqual(parseHidden("200,200"), [200, 200]);
+  deepStrictEqual(parseHidden("none"), []);
+  const model = mlp(784, parseHidden("200,200"), 10, 3);
+  const reference = mnist2nn(3);
+  strictEqual(String(model), String(reference));
+  deepStrictEqual(new Uint8Array(model.params.buffer), new Uint8Array(reference.params.buffer));
+  strictEqual(String(mlp(4, [], 2, 0)), "Chain(Dense(4 => 2), softmax)");
+});
+
+Deno.test("processShards covers every client exactly once, in contiguous ranges", () => {
+  for (const [clients, processes] of [[100, 10], [7, 3], [5, 5], [10, 4]]) {
+    const seen: number[] = [];
+    for (let p = 0; p < processes!; p++) {
+      const [first, last] = processShards(clients!, processes!, p);
+      ok(last >= first);
+      for (let c = first; c <= last; c++) seen.push(c);
+    }
+    deepStrictEqual(seen, Array.from({ length: clients! }, (_, i) => i));
+  }
+});

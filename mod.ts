@@ -166,6 +166,7 @@ export {
 export {
   decodeMessage,
   encodeMessage,
+  type FieldReaders,
   isRecord,
   MESSAGE_TYPE_MSGPACK,
   MessageError,

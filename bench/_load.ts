@@ -32,21 +32,26 @@ export interface LoadOptions {
   killAfterMs?: number;
 }
 
-/** What the server process reports after its rounds. */
+/** What the server process reports after its rounds (sizes in MiB, per-round lists). */
 export interface ServerSummary {
   clients: number;
   fraction: number;
   params: number;
   rounds: number;
+  /** Wall-clock seconds from all clients connected to the last round done. */
   seconds: number;
   rounds_per_second: number;
+  /** Updates aggregated, clients sampled, clients dropped and attempts, per round. */
   updates: number[];
   sampled: number[];
   dropped: number[];
   attempts: number[];
+  /** RSS once every client had connected. */
   rss_connected_mb: number;
+  /** Peak RSS of the whole run (`VmHWM`, else the highest per-round sample). */
   peak_rss_mb: number;
   peak_rss_bytes: number;
+  /** `VmHWM` or `memoryUsage-sampled`. */
   peak_rss_source: string;
   gc_ms: number;
 }

@@ -129,7 +129,7 @@ const _FATAL_SERVER_CODES = new Set([
 export function backoffDelay(
   attempt: number,
   retry: RetryOptions = {},
-  random = Math.random(),
+  random: number = Math.random(),
 ): number {
   const { initialMs = 250, maxMs = 30_000 } = retry;
   const delay = Math.min(maxMs, initialMs * 2 ** Math.min(attempt - 1, 52));

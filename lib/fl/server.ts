@@ -170,22 +170,28 @@ class _Connection {
   readonly examples: number;
   readonly channel: SecureChannel;
   closed = false;
+  #conn: Deno.Conn;
   #waiters: _Waiter[] = [];
   #onClose: (connection: _Connection, reason: string) => void;
   #log: (line: string) => void;
+  #shortTimeoutMs: number;
 
   constructor(
     hello: { id: string; examples: number },
+    conn: Deno.Conn,
     channel: SecureChannel,
     onClose: (connection: _Connection, reason: string) => void,
     log: (line: string) => void,
+    shortTimeoutMs: number,
   ) {
     this.id = hello.id;
     this.key = clientKey(hello.id);
     this.examples = hello.examples;
+    this.#conn = conn;
     this.channel = channel;
     this.#onClose = onClose;
     this.#log = log;
+    this.#shortTimeoutMs = shortTimeoutMs;
   }
 
   /** Reads messages until the connection ends, handing awaited ones to their waiters. */
@@ -260,15 +266,35 @@ class _Connection {
     });
   }
 
-  /** Sends a message; on failure the connection is closed and false returned. */
-  async send(message: FlMessage): Promise<boolean> {
+  /**
+   * Sends a message; on failure, or if it has not gone out within `timeoutMs` (a client that
+   * stops reading stalls a send larger than the socket buffers for ever), the connection is
+   * closed and false returned.
+   *
+   * @param message The message.
+   * @param timeoutMs The deadline (default the handshake timeout, for small messages).
+   */
+  async send(message: FlMessage, timeoutMs = this.#shortTimeoutMs): Promise<boolean> {
     if (this.closed) return false;
+    const timer = setTimeout(() => {
+      // Closing the socket ends the stalled write; closing the channel alone would wait on it.
+      try {
+        this.#conn.close();
+      } catch {
+        // Already closed.
+      }
+      this.close(
+        `a ${message.type} message took more than ${(timeoutMs / 1000).toFixed(1)} s to send`,
+      );
+    }, Math.max(0, Math.min(timeoutMs, 2 ** 31 - 1)));
     try {
       await sendFl(this.channel, message);
       return true;
     } catch (error) {
       this.close(`send failed: ${(error as Error).message}`);
       return false;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -613,9 +639,11 @@ export class FederatedServer {
     }
     const connection = new _Connection(
       hello,
+      conn,
       channel,
       (closed, reason) => this.#onClose(closed, reason),
       this.#log,
+      this.#settings.handshakeTimeoutMs,
     );
     const previous = this.#clients.get(hello.id);
     this.#admitting.delete(conn);
@@ -727,7 +755,9 @@ export class FederatedServer {
     const model = modelToBytes(this.#model);
     const training = picked.filter((client) => client.examples > 0);
     const readies = training.map((client) => client.expect("ready", task, settings.roundTimeoutMs));
-    await Promise.all(training.map((client) =>
+    // A task carries the model: a few at a time, so that the encoded copies in flight stay
+    // O(parameters) however many clients; each must go out before the round's deadline.
+    await _eachLimited(training, _SENDING, (client) =>
       client.send({
         type: "task",
         task,
@@ -741,8 +771,7 @@ export class FederatedServer {
         seed: settings.seed,
         stream: [STREAM.train, round, client.key],
         timeoutMs: settings.roundTimeoutMs,
-      })
-    ));
+      }, settings.roundTimeoutMs));
     const params = this.#model.params.length;
     this.#strategy.begin(this.#model.params);
     const delivered: _Connection[] = [];
@@ -757,7 +786,7 @@ export class FederatedServer {
         continue;
       }
       const collected = client.expect("update", task, settings.uploadTimeoutMs);
-      await client.send({ type: "collect", task });
+      await client.send({ type: "collect", task }, settings.uploadTimeoutMs);
       const update = await collected;
       if (typeof update === "string") {
         dropped.push({ id: client.id, reason: update });
@@ -793,11 +822,14 @@ export class FederatedServer {
   async #clientEvaluation(clients: _Connection[]): Promise<{ loss: number; accuracy: number }> {
     const task = ++this.#task;
     const model = modelToBytes(this.#model);
-    const answers = await Promise.all(clients.map(async (client) => {
-      const answer = client.expect("evaluation", task, this.#settings.roundTimeoutMs);
-      await client.send({ type: "evaluate", task, model });
-      return await answer;
-    }));
+    const timeoutMs = this.#settings.roundTimeoutMs;
+    const pending = clients.map((client) => client.expect("evaluation", task, timeoutMs));
+    await _eachLimited(
+      clients,
+      _SENDING,
+      (client) => client.send({ type: "evaluate", task, model }, timeoutMs),
+    );
+    const answers = await Promise.all(pending);
     let examples = 0;
     let loss = 0;
     let correct = 0;
@@ -900,6 +932,22 @@ function _checkCompatible(saved: Checkpoint, options: ServerOptions, settings: _
 
 async function _sendError(channel: SecureChannel, code: string, message: string): Promise<void> {
   await sendFl(channel, { type: "error", code, message }).catch(() => {});
+}
+
+/** Messages that carry the model in flight at once (tasks, evaluation requests). */
+const _SENDING = 8;
+
+/** Runs `work` over `items`, at most `limit` at a time. */
+async function _eachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<unknown>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 function _withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {

@@ -205,7 +205,25 @@ function _invalid(type: string, field: string, want: string, got: unknown): neve
 }
 
 /** Readers of a message's fields: each returns the value or throws a `MessageError`. */
-export const read = {
+export interface FieldReaders {
+  /** An integer in `[min, max]`. */
+  int(message: RawMessage, field: string, min?: number, max?: number): number;
+  /** A finite number in `[min, max]`. */
+  number(message: RawMessage, field: string, min?: number, max?: number): number;
+  /** A number or NaN. */
+  metric(message: RawMessage, field: string): number;
+  /** A string of at most `maxLength` characters matching `pattern`. */
+  string(message: RawMessage, field: string, maxLength?: number, pattern?: RegExp): string;
+  /** Bytes of at most `maxLength`. */
+  bytes(message: RawMessage, field: string, maxLength?: number): Uint8Array;
+  /** An array of strings. */
+  strings(message: RawMessage, field: string, maxItems?: number, maxLength?: number): string[];
+  /** An array of integers in `[min, max]`. */
+  ints(message: RawMessage, field: string, maxItems?: number, min?: number, max?: number): number[];
+}
+
+/** Readers of a message's fields: each returns the value or throws a `MessageError`. */
+export const read: FieldReaders = {
   /**
    * An integer in `[min, max]`.
    *

@@ -20,8 +20,8 @@ async function run(argv: string[]): Promise<{ status: number; lines: string[]; e
 
 Deno.test("fedgpu lists the server and client commands", async () => {
   const { lines } = await run(["--help"]);
-  match(lines.join("\n"), /\n  server +A FedAvg server/);
-  match(lines.join("\n"), /\n  client +Federated clients/);
+  match(lines.join("\n"), /\n {2}server +A FedAvg server/);
+  match(lines.join("\n"), /\n {2}client +Federated clients/);
 });
 
 Deno.test("fedgpu server --help and client --help list their flags", async () => {

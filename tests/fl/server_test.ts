@@ -7,6 +7,8 @@ import { ServerError, type ServerRoundRecord } from "../../lib/fl/server.ts";
 import { simulate } from "../../lib/fl/simulate.ts";
 import { ChannelError } from "../../lib/net/errors.ts";
 import { StaticKeyPair } from "../../lib/net/identity.ts";
+import { Dense, relu, softmax } from "../../lib/nn/layers.ts";
+import { Chain } from "../../lib/nn/model.ts";
 import { evaluate } from "../../lib/nn/train.ts";
 import { blobs, shards, smallModel } from "./_network.ts";
 import {
@@ -646,5 +648,42 @@ Deno.test("close() ends connections still in their handshake", async () => {
     strictEqual(await within(conn.read(new Uint8Array(64)), 1_000, "The hang-up"), null);
   } finally {
     conn.close();
+  }
+});
+
+Deno.test("a client that stops reading cannot stall the round's task sends", async () => {
+  // A 16 MiB model: more than the socket buffers hold, so a task to a client that never reads
+  // stalls part-way.
+  const big = () => Chain(Dense(6, 2048, relu), Dense(2048, 2048, relu), Dense(2048, 4), softmax);
+  const settings = { ...local(10), epochs: 1, batchSize: 8 };
+  const data = subset(DATA, Uint32Array.from({ length: 8 }, (_, i) => i));
+  const logs: string[] = [];
+  const server = await startServer({
+    model: big().initialize(1),
+    rounds: 1,
+    fraction: 1,
+    roundTimeoutMs: 2_000,
+    ...settings,
+  }, logs);
+  const deaf = await RawClient.join(server, "1");
+  const honest = startClient(server, "0", data);
+  try {
+    await server.waitForClients(2);
+    const [record] = await runRounds(server, 30_000);
+    deepStrictEqual(record!.clients, ["0"]);
+    ok(
+      logs.includes("client 1 closed: a task message took more than 2.0 s to send"),
+      logs.join("\n"),
+    );
+    if (record!.attempts === 1) {
+      deepStrictEqual(record!.dropped, [{ id: "1", reason: "no ready within 2.0 s" }]);
+    }
+    // A machine too busy to train in time retries the round (same stream, same bits).
+    strictEqual((await honest).trained, record!.attempts);
+    const model = big().initialize(1);
+    referenceRound(model, new Map([[0, data]]), 1, settings);
+    assertSameBits(server.model.params, model.params);
+  } finally {
+    await deaf.close();
   }
 });

@@ -166,6 +166,7 @@ export {
 export {
   decodeMessage,
   encodeMessage,
+  encodeMessageParts,
   type FieldReaders,
   isRecord,
   MESSAGE_TYPE_MSGPACK,

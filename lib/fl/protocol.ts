@@ -299,11 +299,25 @@ export function parseFlMessage(raw: RawMessage): FlMessage {
  * @throws {ChannelError} If the channel fails.
  */
 export function sendFl(channel: SecureChannel, message: FlMessage): Promise<void> {
-  const { type, ...fields } = message;
-  if (message.type === "update") {
-    (fields as Record<string, unknown>).delta = float32ToBytes(message.delta);
+  // Models and deltas go last and uncopied: a round's one encoded model serves every client.
+  switch (message.type) {
+    case "update": {
+      const { type, delta, ...fields } = message;
+      return sendMessage(channel, FL_PROTOCOL, type, fields, {
+        key: "delta",
+        bytes: float32ToBytes(delta),
+      });
+    }
+    case "task":
+    case "evaluate": {
+      const { type, model, ...fields } = message;
+      return sendMessage(channel, FL_PROTOCOL, type, fields, { key: "model", bytes: model });
+    }
+    default: {
+      const { type, ...fields } = message;
+      return sendMessage(channel, FL_PROTOCOL, type, fields);
+    }
   }
-  return sendMessage(channel, FL_PROTOCOL, type, fields);
 }
 
 /**

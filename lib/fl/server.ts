@@ -755,9 +755,10 @@ export class FederatedServer {
     const model = modelToBytes(this.#model);
     const training = picked.filter((client) => client.examples > 0);
     const readies = training.map((client) => client.expect("ready", task, settings.roundTimeoutMs));
-    // A task carries the model: a few at a time, so that the encoded copies in flight stay
-    // O(parameters) however many clients; each must go out before the round's deadline.
-    await _eachLimited(training, _SENDING, (client) =>
+    // Every task references the one encoded model (sendFl does not copy it), so sending to all
+    // clients at once costs a chunk buffer per connection, not a model; each send must finish
+    // before the round's deadline, so a client that stops reading cannot hold the round.
+    await Promise.all(training.map((client) =>
       client.send({
         type: "task",
         task,
@@ -771,7 +772,8 @@ export class FederatedServer {
         seed: settings.seed,
         stream: [STREAM.train, round, client.key],
         timeoutMs: settings.roundTimeoutMs,
-      }, settings.roundTimeoutMs));
+      }, settings.roundTimeoutMs)
+    ));
     const params = this.#model.params.length;
     this.#strategy.begin(this.#model.params);
     const delivered: _Connection[] = [];
@@ -824,10 +826,8 @@ export class FederatedServer {
     const model = modelToBytes(this.#model);
     const timeoutMs = this.#settings.roundTimeoutMs;
     const pending = clients.map((client) => client.expect("evaluation", task, timeoutMs));
-    await _eachLimited(
-      clients,
-      _SENDING,
-      (client) => client.send({ type: "evaluate", task, model }, timeoutMs),
+    await Promise.all(
+      clients.map((client) => client.send({ type: "evaluate", task, model }, timeoutMs)),
     );
     const answers = await Promise.all(pending);
     let examples = 0;
@@ -932,22 +932,6 @@ function _checkCompatible(saved: Checkpoint, options: ServerOptions, settings: _
 
 async function _sendError(channel: SecureChannel, code: string, message: string): Promise<void> {
   await sendFl(channel, { type: "error", code, message }).catch(() => {});
-}
-
-/** Messages that carry the model in flight at once (tasks, evaluation requests). */
-const _SENDING = 8;
-
-/** Runs `work` over `items`, at most `limit` at a time. */
-async function _eachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T) => Promise<unknown>,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await work(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 function _withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {

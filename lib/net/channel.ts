@@ -116,36 +116,59 @@ export class SecureChannel {
    * Sends one logical message. Sends are queued, so concurrent calls never interleave.
    *
    * @param type {@linkcode MESSAGE_TYPE}`.text`, `.bytes`, or an application type in 16-255.
-   * @param data The message.
+   * @param data The message, or its parts in order (sent as one message, never concatenated
+   *   in memory: a large shared buffer can go to many peers without a copy per peer).
    * @throws {ChannelError} If the channel is closed or the stream fails (it is then closed).
    */
-  send(type: number, data: Uint8Array): Promise<void> {
+  send(type: number, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
     if (!Number.isInteger(type) || type < 1 || type > 255) {
       throw new RangeError(`Message type must be an integer in [1, 255], got ${type}`);
     }
-    const sent = this.#sending.then(() => this.#sendNow(type, data));
+    const parts = Array.isArray(data) ? [...data] as Uint8Array[] : [data as Uint8Array];
+    const sent = this.#sending.then(() => this.#sendNow(type, parts));
     this.#sending = sent.catch(() => {});
     return sent;
   }
 
-  async #sendNow(type: number, data: Uint8Array): Promise<void> {
+  async #sendNow(type: number, parts: Uint8Array[]): Promise<void> {
     this.#checkOpen();
     try {
-      const first = Math.min(data.length, _MAX_PLAINTEXT - _START_HEADER);
+      const total = parts.reduce((sum, part) => sum + part.length, 0);
+      let part = 0;
+      let offset = 0;
+      /** Copies the next `count` bytes of the message into `target` at `at`. */
+      const take = (target: Uint8Array, at: number, count: number) => {
+        while (count > 0) {
+          const source = parts[part]!;
+          const n = Math.min(count, source.length - offset);
+          target.set(source.subarray(offset, offset + n), at);
+          at += n;
+          count -= n;
+          offset += n;
+          if (offset === source.length) {
+            part++;
+            offset = 0;
+          }
+        }
+      };
+      while (part < parts.length && parts[part]!.length === 0) part++;
+      const first = Math.min(total, _MAX_PLAINTEXT - _START_HEADER);
       const start = new Uint8Array(_START_HEADER + first);
       start[0] = _START;
       start[1] = type;
       const view = new DataView(start.buffer);
-      view.setUint32(2, Math.floor(data.length / 0x100000000));
-      view.setUint32(6, data.length >>> 0);
-      start.set(data.subarray(0, first), _START_HEADER);
+      view.setUint32(2, Math.floor(total / 0x100000000));
+      view.setUint32(6, total >>> 0);
+      take(start, _START_HEADER, first);
       await this.#writeMessage(start);
+      if (first === total) return;
       const chunk = new Uint8Array(_MAX_PLAINTEXT);
       chunk[0] = _CHUNK;
-      for (let offset = first; offset < data.length; offset += _MAX_PLAINTEXT - 1) {
-        const piece = data.subarray(offset, offset + _MAX_PLAINTEXT - 1);
-        chunk.set(piece, 1);
-        await this.#writeMessage(chunk.subarray(0, 1 + piece.length));
+      for (let sent = first; sent < total;) {
+        const n = Math.min(total - sent, _MAX_PLAINTEXT - 1);
+        take(chunk, 1, n);
+        sent += n;
+        await this.#writeMessage(chunk.subarray(0, 1 + n));
       }
     } catch (error) {
       this.#abort();

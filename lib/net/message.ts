@@ -137,12 +137,47 @@ export function decodeMessage(protocol: MessageProtocol, bytes: Uint8Array): Raw
 }
 
 /**
+ * Encodes a message whose last field is a large byte string, without copying those bytes: the
+ * parts, in order, are the message's msgpack encoding.
+ *
+ * @param protocol The protocol's name and version.
+ * @param type The message type.
+ * @param fields The other fields.
+ * @param key The large field's name (it must not be among `fields`).
+ * @param bytes The large field's value, referenced, not copied.
+ * @returns The parts: the map up to the field's value, a bin32 header, then `bytes`.
+ */
+export function encodeMessageParts(
+  protocol: MessageProtocol,
+  type: string,
+  fields: Record<string, unknown>,
+  key: string,
+  bytes: Uint8Array,
+): Uint8Array[] {
+  if (key in fields || key === "p" || key === "v" || key === "type") {
+    throw new TypeError(`Field ${key} is given twice`);
+  }
+  // Encode the map with an empty byte string last; msgpack writes it as bin8 of length 0
+  // (0xc4 0x00), which is replaced by a bin32 header of the real length.
+  const head = encodeMessage(protocol, type, { ...fields, [key]: new Uint8Array(0) });
+  if (head[head.length - 2] !== 0xc4 || head[head.length - 1] !== 0) {
+    throw new Error("Unexpected msgpack encoding of an empty byte string");
+  }
+  const header = new Uint8Array(5);
+  header[0] = 0xc6;
+  new DataView(header.buffer).setUint32(1, bytes.length);
+  return [head.subarray(0, head.length - 2), header, bytes];
+}
+
+/**
  * Sends a message on a channel.
  *
  * @param channel The channel.
  * @param protocol The protocol's name and version.
  * @param type The message type.
  * @param fields The fields.
+ * @param large A large byte-string field, sent last without a copy (see
+ *   {@linkcode encodeMessageParts}): many peers can be sent one model without a copy each.
  * @throws {ChannelError} If the channel fails.
  */
 export function sendMessage(
@@ -150,8 +185,14 @@ export function sendMessage(
   protocol: MessageProtocol,
   type: string,
   fields: Record<string, unknown>,
+  large?: { key: string; bytes: Uint8Array },
 ): Promise<void> {
-  return channel.send(MESSAGE_TYPE_MSGPACK, encodeMessage(protocol, type, fields));
+  return channel.send(
+    MESSAGE_TYPE_MSGPACK,
+    large === undefined
+      ? encodeMessage(protocol, type, fields)
+      : encodeMessageParts(protocol, type, fields, large.key, large.bytes),
+  );
 }
 
 /**

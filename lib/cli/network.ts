@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type BackendKind, createBackend } from "../compute/backend.ts";
+import { type Backend, type BackendKind, createBackend } from "../compute/backend.ts";
 import { loadCsv } from "../data/csv.ts";
 import { type Dataset, subset } from "../data/dataset.ts";
 import { loadMnist } from "../data/mnist.ts";
@@ -389,6 +389,27 @@ const CLIENT_FLAGS: Record<string, FlagSpec> = {
 };
 
 /**
+ * Wraps a backend so that the clients of one process train and evaluate one at a time (a GPU
+ * backend's buffers and queue serve one job at once; the CPU engine runs one anyway).
+ */
+function _oneAtATime(backend: Backend): Backend {
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(work: () => Promise<T>): Promise<T> => {
+    const result = queue.then(work);
+    queue = result.catch(() => {});
+    return result;
+  };
+  return {
+    kind: backend.kind,
+    device: backend.device,
+    train: (model, data, options) => serial(() => backend.train(model, data, options)),
+    evaluate: (model, data) => serial(() => backend.evaluate(model, data)),
+    createFedAvg: (options) => backend.createFedAvg(options),
+    dispose: () => backend.dispose(),
+  };
+}
+
+/**
  * The `client` command: one or more clients, each with its shard of the data.
  *
  * @param argv Arguments after `client`.
@@ -464,7 +485,7 @@ export async function clientCommand(argv: string[], out: Output): Promise<number
     data: subset(data, parts[shard]!),
   }));
   const staticKey = keyFile === undefined ? undefined : (await loadOrCreateKeyFile(keyFile)).key;
-  const backend = await createBackend(backendKind);
+  const backend = _oneAtATime(await createBackend(backendKind));
   let failed = 0;
   try {
     const results = await Promise.allSettled(clients.map((client) => {

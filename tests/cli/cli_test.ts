@@ -1,18 +1,5 @@
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
-import { main } from "../../lib/cli/main.ts";
-
-async function run(argv: string[]): Promise<{ status: number; lines: string[]; errors: string }> {
-  const lines: string[] = [];
-  const errors: string[] = [];
-  const originalError = console.error;
-  console.error = (...args: unknown[]) => errors.push(args.join(" "));
-  try {
-    const status = await main(argv, { line: (text) => lines.push(text) });
-    return { status, lines, errors: errors.join("\n") };
-  } finally {
-    console.error = originalError;
-  }
-}
+import { run } from "./_run.ts";
 
 Deno.test("fedgpu with no command prints usage and exits 2", async () => {
   const { status, lines } = await run([]);

@@ -1,22 +1,9 @@
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
-import { main } from "../../lib/cli/main.ts";
+import { run } from "./_run.ts";
 import { mlp, parseHidden, parseShards } from "../../lib/cli/network.ts";
 import { processShards } from "../../lib/cli/demo_network.ts";
 import { UsageError } from "../../lib/cli/args.ts";
 import { mnist2nn } from "../../mod.ts";
-
-async function run(argv: string[]): Promise<{ status: number; lines: string[]; errors: string }> {
-  const lines: string[] = [];
-  const errors: string[] = [];
-  const originalError = console.error;
-  console.error = (...args: unknown[]) => errors.push(args.join(" "));
-  try {
-    const status = await main(argv, { line: (text) => lines.push(text) });
-    return { status, lines, errors: errors.join("\n") };
-  } finally {
-    console.error = originalError;
-  }
-}
 
 Deno.test("fedgpu lists the server and client commands", async () => {
   const { lines } = await run(["--help"]);

@@ -1,16 +1,13 @@
 import assert from "node:assert/strict";
 import { decode, encode } from "@msgpack/msgpack";
 import { Chain, Dense, modelFromBytes, modelToBytes, relu, softmax } from "../../mod.ts";
-import type { SecureChannel } from "../../lib/net/channel.ts";
 import { ChannelError } from "../../lib/net/errors.ts";
-import { StaticKeyPair } from "../../lib/net/identity.ts";
 import {
   decodeMessage,
   MessageError,
   type MessageErrorCode,
   type RawMessage,
 } from "../../lib/net/message.ts";
-import { handshakeClient, handshakeServer } from "../../lib/net/secure.ts";
 import {
   CLIENT_ID_PATTERN,
   clientKey,
@@ -21,6 +18,7 @@ import {
   sendFl,
   type UpdateMessage,
 } from "../../lib/fl/protocol.ts";
+import { connectedPair } from "../net/_pair.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Reference data
@@ -199,43 +197,6 @@ async function hashedKey(id: string): Promise<number> {
   const digest = await sha256(new TextEncoder().encode(id));
   return 2 ** 48 + digest[0]! * 2 ** 24 + digest[1]! * 2 ** 16 + digest[2]! * 2 ** 8 +
     digest[3]!;
-}
-
-interface Pair {
-  server: SecureChannel;
-  client: SecureChannel;
-  close(): Promise<void>;
-}
-
-/** Two channels connected by an XX handshake over loopback. */
-async function connectedPair(): Promise<Pair> {
-  const serverKey = StaticKeyPair.generate();
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const serverSide = (async () => {
-    let conn: Deno.Conn;
-    try {
-      conn = await listener.accept();
-    } finally {
-      listener.close();
-    }
-    return await handshakeServer(conn, { staticKey: serverKey, idleTimeoutMs: 10_000 });
-  })();
-  const clientSide = (async () => {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
-    return await handshakeClient(conn, {
-      serverFingerprint: serverKey.fingerprint,
-      idleTimeoutMs: 10_000,
-    });
-  })();
-  const [server, client] = await Promise.all([serverSide, clientSide]);
-  return {
-    server,
-    client,
-    async close() {
-      await client.close();
-      await server.close();
-    },
-  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
 import { decode, encode } from "@msgpack/msgpack";
-import type { SecureChannel } from "../../lib/net/channel.ts";
 import { ChannelError } from "../../lib/net/errors.ts";
-import { StaticKeyPair } from "../../lib/net/identity.ts";
 import {
   decodeMessage,
   encodeMessage,
@@ -16,7 +14,7 @@ import {
   receiveMessage,
   sendMessage,
 } from "../../lib/net/message.ts";
-import { handshakeClient, handshakeServer } from "../../lib/net/secure.ts";
+import { connectedPair } from "./_pair.ts";
 
 const PROTOCOL: MessageProtocol = { name: "test-proto", version: 3, types: ["ping", "pong"] };
 const text = new TextEncoder();
@@ -69,43 +67,6 @@ function raw(fields: Record<string, unknown>, type = "ping"): RawMessage {
 /** The bytes of a map built from `fields`, with the test protocol's envelope by default. */
 function wire(fields: Record<string, unknown>): Uint8Array {
   return encode({ p: PROTOCOL.name, v: PROTOCOL.version, type: "ping", ...fields });
-}
-
-interface Pair {
-  server: SecureChannel;
-  client: SecureChannel;
-  close(): Promise<void>;
-}
-
-/** Two channels connected by an XX handshake over loopback. */
-async function connectedPair(): Promise<Pair> {
-  const serverKey = StaticKeyPair.generate();
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const serverSide = (async () => {
-    let conn: Deno.Conn;
-    try {
-      conn = await listener.accept();
-    } finally {
-      listener.close();
-    }
-    return await handshakeServer(conn, { staticKey: serverKey, idleTimeoutMs: 10_000 });
-  })();
-  const clientSide = (async () => {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
-    return await handshakeClient(conn, {
-      serverFingerprint: serverKey.fingerprint,
-      idleTimeoutMs: 10_000,
-    });
-  })();
-  const [server, client] = await Promise.all([serverSide, clientSide]);
-  return {
-    server,
-    client,
-    async close() {
-      await client.close();
-      await server.close();
-    },
-  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,11 +2,13 @@
  * Local training throughput of the FedAvg paper's 2NN (784-200-200-10) on MNIST with plain SGD
  * at batch sizes 10 and 64, and the FedAvg reduction throughput (100 weighted updates of the
  * 2NN's 199,210 parameters), on each backend: one JSON line per measurement, the last line
- * included.
+ * included. `cpu` is the Wasm SIMD engine and `cpu-reference` the plain reference engine; the
+ * reduction line also gives the speed of a plain copy of the same bytes (`dst.set(update)` per
+ * update) measured alongside, and the ratio of the two.
  *
  * ```sh
  * deno task bench                                  # every backend this machine has
- * deno run -A bench/train_bench.ts --backend cpu --seconds 5
+ * deno run -A bench/train_bench.ts --backend cpu,cpu-reference --seconds 5
  * ```
  *
  * @module
@@ -15,6 +17,7 @@
 import { parseArgs } from "node:util";
 import {
   type Backend,
+  CpuBackend,
   createBackend,
   findAdapter,
   loadMnist,
@@ -34,8 +37,9 @@ const { values } = parseArgs({
 const seconds = Number(values.seconds);
 if (!(seconds > 0)) throw new RangeError(`--seconds must be positive, got ${values.seconds}`);
 const batches = values.batch.split(",").map(Number);
-const kinds = (values.backend ?? ((await findAdapter()) === null ? "cpu" : "cpu,webgpu"))
-  .split(",") as ("cpu" | "webgpu")[];
+const kinds = (values.backend ??
+  ((await findAdapter()) === null ? "cpu,cpu-reference" : "cpu,cpu-reference,webgpu"))
+  .split(",") as ("cpu" | "cpu-reference" | "webgpu")[];
 
 const { train: data } = await loadMnist();
 
@@ -59,7 +63,7 @@ async function trainThroughput(backend: Backend, batchSize: number): Promise<num
 }
 
 /** Aggregates 100 weighted 2NN-sized updates per round until `seconds` pass; params/s. */
-async function reduceThroughput(backend: Backend): Promise<number> {
+async function reduceThroughput(backend: Backend): Promise<{ reduce: number; copy: number }> {
   const size = mnist2nn(0).params.length;
   const rng = new Rng(1);
   const updates = Array.from(
@@ -68,19 +72,32 @@ async function reduceThroughput(backend: Backend): Promise<number> {
   );
   const global = new Float32Array(size);
   const strategy = backend.createFedAvg();
-  let params = 0;
+  const dst = new Float32Array(size);
+  let reduceParams = 0;
+  let reduceMs = 0;
+  let copyParams = 0;
+  let copyMs = 0;
   const started = performance.now();
+  // Rounds alternate with copies of the same updates, so both see the same machine state.
   do {
+    let t = performance.now();
     strategy.begin(global);
     for (let k = 0; k < 100; k++) strategy.accumulate(updates[k % updates.length]!, 600);
     await strategy.finish();
-    params += 100 * size;
+    reduceMs += performance.now() - t;
+    reduceParams += 100 * size;
+    t = performance.now();
+    for (let k = 0; k < 100; k++) dst.set(updates[k % updates.length]!);
+    copyMs += performance.now() - t;
+    copyParams += 100 * size;
   } while ((performance.now() - started) / 1000 < seconds);
-  return params / ((performance.now() - started) / 1000);
+  return { reduce: reduceParams / (reduceMs / 1000), copy: copyParams / (copyMs / 1000) };
 }
 
 for (const kind of kinds) {
-  const backend = await createBackend(kind);
+  const backend = kind === "cpu-reference"
+    ? new CpuBackend("reference")
+    : await createBackend(kind);
   try {
     for (const batch of batches) {
       console.log(JSON.stringify({
@@ -91,13 +108,16 @@ for (const kind of kinds) {
         samples_per_s: Math.round(await trainThroughput(backend, batch)),
       }));
     }
+    const { reduce, copy } = await reduceThroughput(backend);
     console.log(JSON.stringify({
       name: "fedavg-reduce",
       backend: backend.kind,
       adapter: backend.device,
       updates: 100,
       params: mnist2nn(0).params.length,
-      params_per_s: Math.round(await reduceThroughput(backend)),
+      params_per_s: Math.round(reduce),
+      copy_params_per_s: Math.round(copy),
+      ratio_to_copy: Math.round(reduce / copy * 1000) / 1000,
     }));
   } finally {
     backend.dispose();

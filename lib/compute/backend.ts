@@ -1,6 +1,7 @@
 /**
- * Compute backends: the engines the model core trains through. `cpu` is the reference engine
- * of `lib/nn`; `webgpu` runs the WGSL kernels of `shaders/` with data and parameters resident
+ * Compute backends: the engines the model core trains through. `cpu` runs the Wasm SIMD
+ * kernels of `lib/compute/cpu` (the bits of the reference engine of `lib/nn`, which it can also
+ * be asked for); `webgpu` runs the WGSL kernels of `shaders/` with data and parameters resident
  * on the GPU. Both give the same numbers within float rounding (see the parity tests).
  *
  * @module
@@ -11,6 +12,8 @@ import { FedAvg, type FedAvgOptions } from "../fl/fedavg.ts";
 import type { Strategy } from "../fl/strategy.ts";
 import type { Model } from "../nn/model.ts";
 import { evaluate, type Metrics, train, type TrainOptions, type TrainResult } from "../nn/train.ts";
+import { WasmFedAvg } from "./cpu/fedavg.ts";
+import { wasmEvaluate, wasmTrain } from "./cpu/train.ts";
 import { GpuFedAvg } from "./webgpu/fedavg.ts";
 import { findAdapter, GpuRuntime, WebGpuUnavailableError } from "./webgpu/runtime.ts";
 import { GpuDataCache, gpuEvaluate, gpuTrain } from "./webgpu/train.ts";
@@ -25,7 +28,7 @@ export const BACKEND_KINDS: readonly BackendKind[] = ["auto", "cpu", "webgpu"];
 export interface Backend {
   /** Which engine this is. */
   readonly kind: "cpu" | "webgpu";
-  /** What it runs on, e.g. `CPU (reference engine)` or the GPU adapter's description. */
+  /** What it runs on, e.g. `CPU (Wasm SIMD engine)` or the GPU adapter's description. */
   readonly device: string;
   /**
    * Trains `model` in place; the contract of {@linkcode train}.
@@ -52,12 +55,29 @@ export interface Backend {
   dispose(): void;
 }
 
-/** The reference CPU engine as a {@linkcode Backend}. */
+/**
+ * The CPU engine as a {@linkcode Backend}: the Wasm SIMD kernels by default, or the plain
+ * reference engine of `lib/nn`. Both give the same bits.
+ */
 export class CpuBackend implements Backend {
   /** Which engine this is. */
   readonly kind = "cpu" as const;
+  /** Which CPU engine runs. */
+  readonly engine: "wasm" | "reference";
+
+  /**
+   * Creates the backend; prefer {@linkcode createBackend}.
+   *
+   * @param engine `wasm` (default) for the SIMD kernels, `reference` for the plain engine.
+   */
+  constructor(engine: "wasm" | "reference" = "wasm") {
+    this.engine = engine;
+  }
+
   /** What it runs on. */
-  readonly device = "CPU (reference engine)";
+  get device(): string {
+    return this.engine === "wasm" ? "CPU (Wasm SIMD engine)" : "CPU (reference engine)";
+  }
 
   /**
    * Trains on the CPU.
@@ -68,7 +88,9 @@ export class CpuBackend implements Backend {
    * @returns What {@linkcode train} returns.
    */
   train(model: Model, data: Dataset, options: TrainOptions): Promise<TrainResult> {
-    return Promise.resolve(train(model, data, options));
+    return Promise.resolve(
+      this.engine === "wasm" ? wasmTrain(model, data, options) : train(model, data, options),
+    );
   }
 
   /**
@@ -79,20 +101,23 @@ export class CpuBackend implements Backend {
    * @returns What {@linkcode evaluate} returns.
    */
   evaluate(model: Model, data: Dataset): Promise<Metrics> {
-    return Promise.resolve(evaluate(model, data));
+    return Promise.resolve(
+      this.engine === "wasm" ? wasmEvaluate(model, data) : evaluate(model, data),
+    );
   }
 
   /**
-   * A float64 {@linkcode FedAvg}.
+   * A float64 FedAvg: {@linkcode WasmFedAvg} on the Wasm engine, {@linkcode FedAvg} on the
+   * reference engine.
    *
    * @param options The server learning rate.
    * @returns The strategy.
    */
   createFedAvg(options?: FedAvgOptions): Strategy {
-    return new FedAvg(options);
+    return this.engine === "wasm" ? new WasmFedAvg(options) : new FedAvg(options);
   }
 
-  /** Nothing to free. */
+  /** Nothing to free (a strategy frees its memory when collected). */
   dispose(): void {}
 }
 

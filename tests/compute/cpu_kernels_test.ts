@@ -1,0 +1,228 @@
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
+import { WasmFedAvg } from "../../lib/compute/cpu/fedavg.ts";
+import { runsOnKernels, wasmEvaluate, wasmTrain } from "../../lib/compute/cpu/train.ts";
+import { heap } from "../../lib/compute/cpu/wasm.ts";
+import { buildKernels, WASM_PATH } from "../../tools/build_wasm.ts";
+import {
+  Chain,
+  CpuBackend,
+  createBackend,
+  createDataset,
+  type Dataset,
+  Dense,
+  evaluate,
+  FedAvg,
+  type Model,
+  relu,
+  Rng,
+  softmax,
+  train,
+  type TrainOptions,
+} from "../../mod.ts";
+
+/** Bit-for-bit equality of two float arrays (NaN and -0 included). */
+function sameBits(actual: Float32Array, expected: Float32Array, what: string): void {
+  strictEqual(actual.length, expected.length, `${what}: length`);
+  deepStrictEqual(
+    new Uint32Array(actual.buffer, actual.byteOffset, actual.length),
+    new Uint32Array(expected.buffer, expected.byteOffset, expected.length),
+    what,
+  );
+}
+
+/** Random examples; `zeros` is the fraction of features that are exactly zero. */
+function randomData(n: number, features: number, classes: number, seed: number, zeros = 0.5) {
+  const rng = new Rng(seed);
+  const x = Float32Array.from(
+    { length: n * features },
+    () => rng.float() < zeros ? 0 : rng.normal(),
+  );
+  const y = Int32Array.from({ length: n }, () => rng.int(classes));
+  return createDataset(x, y, { features, classes });
+}
+
+function trainBoth(make: () => Model, data: Dataset, options: TrainOptions) {
+  const reference = make();
+  const fast = make();
+  const expected = train(reference, data, options);
+  const actual = wasmTrain(fast, data, options);
+  return { reference, fast, expected, actual };
+}
+
+Deno.test("the committed kernels.wasm equals a fresh build of kernels_wat.ts", async () => {
+  const committed = await Deno.readFile(WASM_PATH);
+  deepStrictEqual(committed, await buildKernels());
+});
+
+Deno.test("wasmTrain gives the reference train's bits on odd shapes and options", () => {
+  const shapes: { layers: () => Model; features: number; classes: number }[] = [
+    // Widths that are not multiples of 4 or 16, a width-1 layer, a relu before the logits.
+    {
+      layers: () => Chain(Dense(13, 17, relu), Dense(17, 33, relu), Dense(33, 3), softmax),
+      features: 13,
+      classes: 3,
+    },
+    { layers: () => Chain(Dense(5, 1, relu), Dense(1, 2)), features: 5, classes: 2 },
+    { layers: () => Chain(Dense(31, 16), Dense(16, 7, relu)), features: 31, classes: 7 },
+    { layers: () => Chain(Dense(40, 4), softmax), features: 40, classes: 4 },
+  ];
+  const optionSets: TrainOptions[] = [
+    { lr: 0.1, batchSize: 1 },
+    { lr: 0.05, batchSize: 7, momentum: 0.9, epochs: 2 },
+    { lr: 0.05, batchSize: 16, weightDecay: 0.01, seed: 3 },
+    { lr: 0.02, batchSize: 17, momentum: 0.5, weightDecay: 0.001, epochs: 2, seed: 9 },
+    { lr: 0.1, batchSize: 64, shuffle: false },
+    { lr: 0.1, batchSize: 1000 },
+  ];
+  shapes.forEach(({ layers, features, classes }, s) => {
+    for (const zeros of [0, 0.8]) {
+      const data = randomData(53, features, classes, 10 + s, zeros);
+      const make = () => layers().initialize(s + 1);
+      for (const options of optionSets) {
+        const what = `shape ${s}, zeros ${zeros}, ${JSON.stringify(options)}`;
+        const { reference, fast, expected, actual } = trainBoth(make, data, options);
+        sameBits(fast.params, reference.params, what);
+        deepStrictEqual(actual, expected, what);
+        deepStrictEqual(wasmEvaluate(fast, data), evaluate(reference, data), what);
+        deepStrictEqual(
+          wasmEvaluate(fast, data, { batchSize: 5 }),
+          evaluate(reference, data, { batchSize: 5 }),
+        );
+      }
+    }
+  });
+});
+
+Deno.test("wasmTrain matches on an MNIST-shaped 2NN with zero-heavy inputs", () => {
+  const data = randomData(150, 784, 10, 1, 0.8);
+  const make = () => Chain(Dense(784, 200, relu), Dense(200, 200, relu), Dense(200, 10), softmax);
+  for (const batchSize of [10, 64]) {
+    const { reference, fast, expected, actual } = trainBoth(
+      () => make().initialize(7),
+      data,
+      { lr: 0.05, batchSize, momentum: 0.9, epochs: 2 },
+    );
+    sameBits(fast.params, reference.params, `batch ${batchSize}`);
+    deepStrictEqual(actual, expected);
+  }
+});
+
+Deno.test("wasmTrain reports each epoch with the model's current parameters", () => {
+  const data = randomData(20, 6, 3, 2);
+  const make = () => Chain(Dense(6, 5, relu), Dense(5, 3), softmax).initialize(1);
+  const seen: [string, number][] = [];
+  const reference = make();
+  train(reference, data, {
+    lr: 0.1,
+    epochs: 3,
+    onEpoch: (epoch) => seen.push(["ref", evaluate(reference, data).loss + epoch]),
+  });
+  const fast = make();
+  wasmTrain(fast, data, {
+    lr: 0.1,
+    epochs: 3,
+    onEpoch: (epoch) => seen.push(["wasm", wasmEvaluate(fast, data).loss + epoch]),
+  });
+  deepStrictEqual(seen.slice(3).map(([, v]) => v), seen.slice(0, 3).map(([, v]) => v));
+});
+
+Deno.test("wasmTrain validates like train, falls back on other chains, and frees memory", () => {
+  const data = randomData(10, 4, 2, 3);
+  const model = () => Chain(Dense(4, 3), relu, Dense(3, 2)).initialize(2);
+  strictEqual(runsOnKernels(model()), false);
+  const { reference, fast } = trainBoth(model, data, { lr: 0.1, batchSize: 3 });
+  sameBits(fast.params, reference.params, "fallback");
+  const small = Chain(Dense(4, 2)).initialize(1);
+  throws(() => wasmTrain(small, data, { lr: 0 }), /Learning rate/);
+  throws(() => wasmTrain(small, data, { lr: 0.1, batchSize: 0 }), /Batch size/);
+  throws(() => wasmTrain(small, randomData(3, 5, 2, 1), { lr: 0.1 }), RangeError);
+  // The heap hands back the same block once a call has freed everything it took.
+  const probe = heap.alloc(64);
+  heap.free(probe);
+  wasmTrain(small, data, { lr: 0.1 });
+  const again = heap.alloc(64);
+  heap.free(again);
+  strictEqual(again, probe);
+});
+
+/** Runs the same round on both strategies; `bad` is the indices of updates to poison. */
+function fedavgRound(size: number, updates: number, seed: number, bad: Set<number>) {
+  const rng = new Rng(seed);
+  const global = Float32Array.from({ length: size }, () => rng.normal());
+  const list = Array.from({ length: updates }, (_, k) => {
+    const update = Float32Array.from({ length: size }, () => rng.normal() * 0.1);
+    if (bad.has(k)) update[rng.int(size)] = k % 2 === 0 ? NaN : -Infinity;
+    return update;
+  });
+  const weights = list.map(() => 1 + rng.int(600) + rng.float());
+  const results = [new FedAvg({ serverLr: 0.7 }), new WasmFedAvg({ serverLr: 0.7 })].map(
+    (strategy) => {
+      strategy.begin(global);
+      const errors: string[] = [];
+      list.forEach((update, k) => {
+        try {
+          strategy.accumulate(update, weights[k]!);
+        } catch (error) {
+          errors.push((error as Error).message);
+        }
+      });
+      return { count: strategy.count, errors, out: strategy.finish() };
+    },
+  );
+  return { reference: results[0]!, fast: results[1]! };
+}
+
+Deno.test("WasmFedAvg gives FedAvg's bits across flush boundaries and odd sizes", () => {
+  for (const size of [1, 3, 5, 17, 1000, 4099]) {
+    for (const updates of [1, 7, 8, 9, 16, 21]) {
+      const { reference, fast } = fedavgRound(size, updates, size * 31 + updates, new Set());
+      sameBits(fast.out, reference.out, `size ${size}, ${updates} updates`);
+      strictEqual(fast.count, updates);
+    }
+  }
+});
+
+Deno.test("WasmFedAvg rejects non-finite updates and leaves the sum unchanged", () => {
+  for (const size of [3, 18, 1001]) {
+    const bad = new Set([0, 5, 8, 9, 15]);
+    const { reference, fast } = fedavgRound(size, 19, size, bad);
+    deepStrictEqual(fast.errors, reference.errors);
+    strictEqual(fast.errors.length, bad.size);
+    ok(fast.errors.every((message) => /non-finite value at index \d+/.test(message)));
+    strictEqual(fast.count, 19 - bad.size);
+    sameBits(fast.out, reference.out, `size ${size}`);
+  }
+  const strategy = new WasmFedAvg();
+  throws(() => strategy.accumulate(new Float32Array(2), 1), /begin\(\)/);
+  throws(() => strategy.finish(), /begin\(\)/);
+  strategy.begin(new Float32Array(2));
+  throws(() => strategy.accumulate(new Float32Array(3), 1), /has 3 values/);
+  throws(() => strategy.accumulate(new Float32Array(2), 0), /weight/);
+  throws(() => strategy.finish(), /without updates/);
+  throws(() => new WasmFedAvg({ serverLr: -1 }), RangeError);
+  strategy.dispose();
+  // A disposed strategy allocates anew on its next round.
+  strategy.begin(new Float32Array([1]));
+  strategy.accumulate(new Float32Array([2]), 1);
+  deepStrictEqual(strategy.finish(), new Float32Array([3]));
+  strategy.dispose();
+});
+
+Deno.test("the cpu backend runs the Wasm engine; the reference engine stays reachable", async () => {
+  const backend = await createBackend("cpu");
+  strictEqual(backend.device, "CPU (Wasm SIMD engine)");
+  ok(backend.createFedAvg() instanceof WasmFedAvg);
+  const reference = new CpuBackend("reference");
+  strictEqual(reference.device, "CPU (reference engine)");
+  ok(reference.createFedAvg() instanceof FedAvg);
+  const data = randomData(30, 8, 3, 4);
+  const make = () => Chain(Dense(8, 9, relu), Dense(9, 3), softmax).initialize(5);
+  const a = make();
+  const b = make();
+  const options = { lr: 0.1, batchSize: 4, momentum: 0.9 };
+  deepStrictEqual(await backend.train(a, data, options), await reference.train(b, data, options));
+  sameBits(a.params, b.params, "backend");
+  deepStrictEqual(await backend.evaluate(a, data), await reference.evaluate(b, data));
+  backend.dispose();
+  reference.dispose();
+});

@@ -80,7 +80,7 @@ export interface RoundRecord {
   seconds: number;
   /** The global model after the round: the live model, updated in place by later rounds. */
   model: Model;
-  /** The backend that ran the round: kind and device, e.g. `cpu: CPU (reference engine)`. */
+  /** The backend that ran the round: kind and device, e.g. `cpu: CPU (Wasm SIMD engine)`. */
   backend: string;
 }
 

@@ -22,7 +22,7 @@ export const WASM_PATH = new URL("../lib/compute/cpu/kernels.wasm", import.meta.
  */
 export async function buildKernels(): Promise<Uint8Array> {
   const wabt = await wabtInit();
-  const module = wabt.parseWat("kernels.wat", kernelsWat(), { simd: true });
+  const module = wabt.parseWat("kernels.wat", kernelsWat(), { simd: true, relaxed_simd: true });
   try {
     module.validate();
     return new Uint8Array(module.toBinary({}).buffer);

@@ -22,6 +22,12 @@ export interface Strategy {
    * unchanged until {@linkcode Strategy.finish}).
    */
   begin(global: Float32Array): void;
+  /**
+   * Optional: a buffer the next update may be written into (decoded straight into it, say),
+   * valid until the next call on the strategy; {@linkcode Strategy.accumulate} given that very
+   * buffer then skips a copy. Its initial values are unspecified.
+   */
+  updateBuffer?(length: number): Float32Array;
   /** Folds in one client's update with its weight (typically its example count). */
   accumulate(update: Float32Array, weight: number): void;
   /**

@@ -95,11 +95,23 @@ export function float32ToBytes(floats: Float32Array): Uint8Array {
  * Floats from little-endian bytes, bit for bit (copied, so `raw` may be unaligned).
  *
  * @param raw A multiple of 4 bytes.
- * @returns The floats.
+ * @param target Where to write the floats (such as a strategy's update buffer), instead of a
+ *   new array; it must hold exactly `raw.length / 4` values and not overlap `raw`.
+ * @returns The floats: `target` where given.
+ * @throws {RangeError} If `target` does not hold `raw.length / 4` values.
  */
-export function float32FromBytes(raw: Uint8Array): Float32Array {
-  const bytes = raw.slice();
-  return new Float32Array((_HOST_IS_LITTLE_ENDIAN ? bytes : _swap32(bytes)).buffer);
+export function float32FromBytes(raw: Uint8Array, target?: Float32Array): Float32Array {
+  if (target === undefined) {
+    const bytes = raw.slice();
+    return new Float32Array((_HOST_IS_LITTLE_ENDIAN ? bytes : _swap32(bytes)).buffer);
+  }
+  if (target.byteLength !== raw.length) {
+    throw new RangeError(`Cannot decode ${raw.length} bytes into ${target.length} floats`);
+  }
+  const bytes = new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
+  bytes.set(raw);
+  if (!_HOST_IS_LITTLE_ENDIAN) _swap32(bytes);
+  return target;
 }
 
 function _layerToRecord(layer: Layer): Record<string, unknown> {

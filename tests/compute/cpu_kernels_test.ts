@@ -1,7 +1,8 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { WasmFedAvg } from "../../lib/compute/cpu/fedavg.ts";
 import { runsOnKernels, wasmEvaluate, wasmTrain } from "../../lib/compute/cpu/train.ts";
-import { heap } from "../../lib/compute/cpu/wasm.ts";
+import { heap, wasm } from "../../lib/compute/cpu/wasm.ts";
+import { float32FromBytes, float32ToBytes } from "../../lib/nn/codec.ts";
 import { buildKernels, WASM_PATH } from "../../tools/build_wasm.ts";
 import {
   Chain,
@@ -145,8 +146,23 @@ Deno.test("wasmTrain validates like train, falls back on other chains, and frees
   strictEqual(again, probe);
 });
 
+/** How {@linkcode fedavgRound} draws weights and hands updates to the Wasm strategy. */
+interface RoundOptions {
+  /** Weights: fractional, integer (the exact kernels' case), or both interleaved. */
+  weights?: "fractional" | "integer" | "mixed";
+  /** Which updates are written into `updateBuffer` (decoded from bytes) instead of copied. */
+  buffered?: (k: number) => boolean;
+}
+
 /** Runs the same round on both strategies; `bad` is the indices of updates to poison. */
-function fedavgRound(size: number, updates: number, seed: number, bad: Set<number>) {
+function fedavgRound(
+  size: number,
+  updates: number,
+  seed: number,
+  bad: Set<number>,
+  options: RoundOptions = {},
+) {
+  const { weights: kind = "fractional", buffered = () => false } = options;
   const rng = new Rng(seed);
   const global = Float32Array.from({ length: size }, () => rng.normal());
   const list = Array.from({ length: updates }, (_, k) => {
@@ -154,14 +170,24 @@ function fedavgRound(size: number, updates: number, seed: number, bad: Set<numbe
     if (bad.has(k)) update[rng.int(size)] = k % 2 === 0 ? NaN : -Infinity;
     return update;
   });
-  const weights = list.map(() => 1 + rng.int(600) + rng.float());
+  const weights = list.map((_, k) => {
+    const integer = kind === "integer" || (kind === "mixed" && k % 3 !== 1);
+    // Integer weights up to 2^29, the largest the exact kernels take.
+    return integer ? [1, 600, 2 ** 29, 12345][k % 4]! : 1 + rng.int(600) + rng.float();
+  });
   const results = [new FedAvg({ serverLr: 0.7 }), new WasmFedAvg({ serverLr: 0.7 })].map(
     (strategy) => {
       strategy.begin(global);
       const errors: string[] = [];
       list.forEach((update, k) => {
         try {
-          strategy.accumulate(update, weights[k]!);
+          if (strategy instanceof WasmFedAvg && buffered(k)) {
+            const buffer = strategy.updateBuffer(size);
+            float32FromBytes(float32ToBytes(update), buffer);
+            strategy.accumulate(buffer, weights[k]!);
+          } else {
+            strategy.accumulate(update, weights[k]!);
+          }
         } catch (error) {
           errors.push((error as Error).message);
         }
@@ -173,24 +199,82 @@ function fedavgRound(size: number, updates: number, seed: number, bad: Set<numbe
 }
 
 Deno.test("WasmFedAvg gives FedAvg's bits across flush boundaries and odd sizes", () => {
-  for (const size of [1, 3, 5, 17, 1000, 4099]) {
+  const variants: RoundOptions[] = [
+    {},
+    { weights: "integer" },
+    { weights: "mixed", buffered: (k) => k % 2 === 0 },
+    { weights: "integer", buffered: () => true },
+  ];
+  for (const size of [1, 3, 5, 8, 17, 1000, 4099]) {
     for (const updates of [1, 7, 8, 9, 16, 21]) {
-      const { reference, fast } = fedavgRound(size, updates, size * 31 + updates, new Set());
-      sameBits(fast.out, reference.out, `size ${size}, ${updates} updates`);
-      strictEqual(fast.count, updates);
+      variants.forEach((options, v) => {
+        const { reference, fast } = fedavgRound(size, updates, size * 31 + updates, new Set(), {
+          ...options,
+        });
+        sameBits(fast.out, reference.out, `size ${size}, ${updates} updates, variant ${v}`);
+        strictEqual(fast.count, updates);
+      });
     }
   }
 });
 
+Deno.test("the exact kernels are taken only where fused and unfused sums agree", () => {
+  // `-w * u` then `w * u`: FedAvg's sum is exactly 0, while a fused multiply-add leaves the
+  // second product's rounding error wherever it is inexact (a weight of 30 or more significant
+  // bits): such weights must take the plain kernels.
+  const size = 64;
+  const rng = new Rng(5);
+  const global = new Float32Array(size);
+  const update = Float32Array.from({ length: size }, () => rng.normal());
+  for (const weight of [2 ** 29 + 2 ** 28 + 1, 2 ** 40 + 3, 1 / 3, 2 ** 29, 600]) {
+    const reference = new FedAvg();
+    const fast = new WasmFedAvg();
+    for (const strategy of [reference, fast]) {
+      strategy.begin(global);
+      strategy.accumulate(update.map((v) => -v), weight);
+      strategy.accumulate(update, weight);
+    }
+    sameBits(fast.finish(), reference.finish(), `weight ${weight}`);
+    fast.dispose();
+  }
+});
+
+Deno.test("fedavg_check finds a non-finite value at every position, and only those", () => {
+  const n = 37;
+  const p = heap.alloc(n * 4);
+  const view = () => new Float32Array(heap.buffer, p, n);
+  const finite = [0, -0, 1, -1, 3.4028234663852886e38, -3.4028234663852886e38, 1e-45, -1e-45];
+  for (let len = 0; len <= n; len++) {
+    view().fill(0).set(finite.slice(0, Math.min(len, finite.length)));
+    strictEqual(wasm.fedavg_check(p, len), 0, `finite, length ${len}`);
+    for (let i = 0; i < len; i++) {
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        view()[i] = bad;
+        strictEqual(wasm.fedavg_check(p, len), 1, `${bad} at ${i} of ${len}`);
+        view()[i] = -1;
+      }
+    }
+  }
+  // Values past the length are not read.
+  view().fill(1)[n - 1] = NaN;
+  strictEqual(wasm.fedavg_check(p, n - 1), 0);
+  heap.free(p);
+});
+
 Deno.test("WasmFedAvg rejects non-finite updates and leaves the sum unchanged", () => {
   for (const size of [3, 18, 1001]) {
-    const bad = new Set([0, 5, 8, 9, 15]);
-    const { reference, fast } = fedavgRound(size, 19, size, bad);
-    deepStrictEqual(fast.errors, reference.errors);
-    strictEqual(fast.errors.length, bad.size);
-    ok(fast.errors.every((message) => /non-finite value at index \d+/.test(message)));
-    strictEqual(fast.count, 19 - bad.size);
-    sameBits(fast.out, reference.out, `size ${size}`);
+    for (const buffered of [() => false, () => true, (k: number) => k % 3 === 0]) {
+      const bad = new Set([0, 5, 8, 9, 15]);
+      const { reference, fast } = fedavgRound(size, 19, size, bad, {
+        weights: "mixed",
+        buffered,
+      });
+      deepStrictEqual(fast.errors, reference.errors);
+      strictEqual(fast.errors.length, bad.size);
+      ok(fast.errors.every((message) => /non-finite value at index \d+/.test(message)));
+      strictEqual(fast.count, 19 - bad.size);
+      sameBits(fast.out, reference.out, `size ${size}`);
+    }
   }
   const strategy = new WasmFedAvg();
   throws(() => strategy.accumulate(new Float32Array(2), 1), /begin\(\)/);
@@ -198,6 +282,21 @@ Deno.test("WasmFedAvg rejects non-finite updates and leaves the sum unchanged", 
   strategy.begin(new Float32Array(2));
   throws(() => strategy.accumulate(new Float32Array(3), 1), /has 3 values/);
   throws(() => strategy.accumulate(new Float32Array(2), 0), /weight/);
+  throws(() => strategy.updateBuffer(3), /has 3 values/);
+  // A rejected buffered update leaves the round as it was, however the buffer is reused.
+  const buffer = strategy.updateBuffer(2);
+  ok(buffer.buffer === heap.buffer);
+  buffer.set([1, Infinity]);
+  throws(() => strategy.accumulate(buffer, 1), /non-finite value at index 1/);
+  strictEqual(strategy.count, 0);
+  const again = strategy.updateBuffer(2);
+  strictEqual(again.byteOffset, buffer.byteOffset);
+  again.set([4, 8]);
+  strategy.accumulate(again, 1);
+  strictEqual(strategy.count, 1);
+  deepStrictEqual(strategy.finish(), new Float32Array([4, 8]));
+  throws(() => strategy.updateBuffer(2), /begin\(\)/);
+  strategy.begin(new Float32Array(2));
   throws(() => strategy.finish(), /without updates/);
   throws(() => new WasmFedAvg({ serverLr: -1 }), RangeError);
   strategy.dispose();
@@ -225,4 +324,18 @@ Deno.test("the cpu backend runs the Wasm engine; the reference engine stays reac
   deepStrictEqual(await backend.evaluate(a, data), await reference.evaluate(b, data));
   backend.dispose();
   reference.dispose();
+});
+
+Deno.test("float32FromBytes decodes into a target bit for bit, or refuses its length", () => {
+  const values = new Float32Array([1.5, -0, NaN, Infinity, 1e-45, -3.25]);
+  const bytes = float32ToBytes(values);
+  const target = new Float32Array(8).subarray(1, 7);
+  strictEqual(float32FromBytes(bytes, target), target);
+  sameBits(target, values, "target");
+  sameBits(float32FromBytes(bytes), values, "new array");
+  // Unaligned bytes decode too.
+  const shifted = new Uint8Array(bytes.length + 1);
+  shifted.set(bytes, 1);
+  sameBits(float32FromBytes(shifted.subarray(1), new Float32Array(6)), values, "unaligned");
+  throws(() => float32FromBytes(bytes, new Float32Array(5)), /24 bytes into 5 floats/);
 });

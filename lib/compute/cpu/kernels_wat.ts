@@ -36,30 +36,34 @@ const pack = (lo: string, hi: string) =>
   `(i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero ${lo}) (f32x4.demote_f64x2_zero ${hi}))`;
 const splat32 = (f32: string) => `(f64x2.splat (f64.promote_f32 ${f32}))`;
 
-/** `fedavg_check(p, n) -> i32`: 1 if any of the `n` float32 at `p` is infinite or NaN. */
+/**
+ * `fedavg_check(p, n) -> i32`: 1 if any of the `n` float32 at `p` is infinite or NaN. Shifted
+ * left by one (the sign dropped), exactly the non-finite values are `>= 0xff000000` unsigned,
+ * so four running unsigned maxima decide.
+ */
 function fedavgCheck(): string {
-  const zero = "(v128.const i64x2 0 0)";
-  const lane = (offset: number) =>
-    `(f32x4.mul (v128.load offset=${offset} ${get("p")}) ${get("m")})`;
+  const lane = (q: number) =>
+    set(
+      `m${q}`,
+      `(i32x4.max_u ${get(`m${q}`)} (i32x4.shl (v128.load offset=${16 * q} ${get("p")}) ${
+        i32(1)
+      }))`,
+    );
+  const max = `(i32x4.max_u (i32x4.max_u ${get("m0")} ${get("m1")}) (i32x4.max_u ${get("m2")} ${
+    get("m3")
+  }))`;
   return `
   (func (export "fedavg_check") (param $p i32) (param $n i32) (result i32)
-    (local $e i32) (local $e16 i32) (local $m v128) (local $bad v128)
-    ${set("m", zero)}
+    (local $e i32) (local $e16 i32) ${locals("m", 4, "v128")}
     ${set("e", add(get("p"), `(i32.shl ${get("n")} ${i32(2)})`))}
     ${set("e16", add(get("p"), `(i32.shl (i32.and ${get("n")} ${i32(-16)}) ${i32(2)})`))}
     (block $done16 (loop $l16
       (br_if $done16 (i32.ge_u ${get("p")} ${get("e16")}))
-      ${
-    set(
-      "bad",
-      `(f32x4.add ${get("bad")} (f32x4.add (f32x4.add ${lane(0)} ${lane(16)}) (f32x4.add ${
-        lane(32)
-      } ${lane(48)})))`,
-    )
-  }
+      ${range(4).map(lane).join("\n      ")}
       ${set("p", add(get("p"), i32(64)))}
       (br $l16)))
-    (if (v128.any_true (f32x4.ne ${get("bad")} ${get("bad")})) (then (return ${i32(1)})))
+    (if (v128.any_true (i32x4.ge_u ${max} (v128.const i32x4 ${"0xff000000 ".repeat(4)})))
+      (then (return ${i32(1)})))
     (block $done (loop $l
       (br_if $done (i32.ge_u ${get("p")} ${get("e")}))
       (if (i32.eq (i32.and (i32.load ${get("p")}) ${i32(0x7f800000)}) ${i32(0x7f800000)})
@@ -70,51 +74,56 @@ function fedavgCheck(): string {
 }
 
 /**
- * `fedavg_flush<K>(sum, slots, stride, weights, n4)`: for each of the first `K` float32 updates
- * at `slots + j * stride`, in order, `sum[i] += weights[j] * update[i]` over `4 * n4` values
- * (float64 sum and weights). One pass over the sum for `K` updates.
+ * `fedavg_flush<K>(sum, slots, stride, weights, n8)` and `fedavg_flush<K>_exact(...)`: for each
+ * of the first `K` float32 updates at `slots + j * stride`, in order, `sum[i] += weights[j] *
+ * update[i]` over `8 * n8` values (float64 sum and weights). One pass over the sum for `K`
+ * updates, eight values a step.
+ *
+ * The `_exact` kernels compute `sum + weight * update` with `f64x2.relaxed_madd`, fused or not;
+ * the caller uses them only where every product `weight * update` is exact in float64 (an
+ * integer weight of at most 2^29: 29 significant bits times float32's 24 fit in float64's 53,
+ * far from overflow and underflow), and then a fused and an unfused multiply-add round the
+ * same exact sum once, giving the reference's bits.
  */
-function fedavgFlush(k: number): string {
+function fedavgFlush(k: number, exact: boolean): string {
+  const acc = range(4);
+  const mac = (s: string, w: string, u: string) =>
+    exact ? `(f64x2.relaxed_madd ${w} ${u} ${s})` : `(f64x2.add ${s} (f64x2.mul ${w} ${u}))`;
   const steps = range(k).map((j) => `
       ${set("u", add(get(`p${j}`), get("i")))}
       ${
-    set(
-      "s0",
-      `(f64x2.add ${get("s0")} (f64x2.mul ${get(`w${j}`)} ${
-        promoteLow(`(v128.load64_zero ${get("u")})`)
-      }))`,
-    )
-  }
-      ${
-    set(
-      "s1",
-      `(f64x2.add ${get("s1")} (f64x2.mul ${get(`w${j}`)} ${
-        promoteLow(`(v128.load64_zero offset=8 ${get("u")})`)
-      }))`,
-    )
-  }`)
-    .join("");
+    acc.map((q) =>
+      set(
+        `s${q}`,
+        mac(
+          get(`s${q}`),
+          get(`w${j}`),
+          promoteLow(`(v128.load64_zero offset=${8 * q} ${get("u")})`),
+        ),
+      )
+    ).join("\n      ")
+  }`).join("");
   return `
-  (func (export "fedavg_flush${k}") (param $sum i32) (param $slots i32) (param $stride i32)
-      (param $wts i32) (param $n4 i32)
-    (local $i i32) (local $end i32) (local $s0 v128) (local $s1 v128) (local $u i32)
-    ${locals("p", k, "i32")} ${locals("w", k, "v128")}
+  (func (export "fedavg_flush${k}${exact ? "_exact" : ""}") (param $sum i32) (param $slots i32)
+      (param $stride i32) (param $wts i32) (param $n8 i32)
+    (local $i i32) (local $end i32) (local $u i32)
+    ${locals("s", 4, "v128")} ${locals("p", k, "i32")} ${locals("w", k, "v128")}
     ${
     range(k).map((j) =>
       `${set(`p${j}`, add(get("slots"), `(i32.mul ${get("stride")} ${i32(j)})`))}
     ${set(`w${j}`, `(v128.load64_splat offset=${8 * j} ${get("wts")})`)}`
     ).join("\n    ")
   }
-    ${set("end", `(i32.shl ${get("n4")} ${i32(4)})`)}
+    ${set("end", `(i32.shl ${get("n8")} ${i32(5)})`)}
     (block $done (loop $l
       (br_if $done (i32.ge_u ${get("i")} ${get("end")}))
-      ${set("s0", `(v128.load ${get("sum")})`)}
-      ${set("s1", `(v128.load offset=16 ${get("sum")})`)}
+      ${acc.map((q) => set(`s${q}`, `(v128.load offset=${16 * q} ${get("sum")})`)).join("\n      ")}
       ${steps}
-      (v128.store ${get("sum")} ${get("s0")})
-      (v128.store offset=16 ${get("sum")} ${get("s1")})
-      ${set("i", add(get("i"), i32(16)))}
-      ${set("sum", add(get("sum"), i32(32)))}
+      ${
+    acc.map((q) => `(v128.store offset=${16 * q} ${get("sum")} ${get(`s${q}`)})`).join("\n      ")
+  }
+      ${set("i", add(get("i"), i32(32)))}
+      ${set("sum", add(get("sum"), i32(64)))}
       (br $l))))`;
 }
 
@@ -411,13 +420,13 @@ function denseDwSgd(): string {
 /**
  * The whole module's text.
  *
- * @returns WebAssembly text with the SIMD proposal's instructions.
+ * @returns WebAssembly text with the SIMD and relaxed SIMD proposals' instructions.
  */
 export function kernelsWat(): string {
   return `(module
   (memory (export "memory") 1)
 ${fedavgCheck()}
-${range(MAX_FLUSH).map((j) => fedavgFlush(j + 1)).join("\n")}
+${range(MAX_FLUSH).flatMap((j) => [fedavgFlush(j + 1, false), fedavgFlush(j + 1, true)]).join("\n")}
 ${denseForward()}
 ${prepDy()}
 ${denseDx()}

@@ -30,19 +30,13 @@ import {
   parseFlags,
   UsageError,
 } from "./args.ts";
-import { formatTable, type Output, PAPER_2NN_LR } from "./simulate.ts";
+import { formatTable, type Output, PAPER_2NN_LR, PARTITIONS, percent } from "./simulate.ts";
 
 type _Values = Record<string, string | boolean | string[] | undefined>;
-
-const PARTITIONS = ["iid", "shards", "dirichlet"] as const;
 
 function _string(values: _Values, name: string): string | undefined {
   const value = values[name];
   return typeof value === "string" ? value : undefined;
-}
-
-function _percent(value: number): string {
-  return `${(100 * value).toFixed(2)}%`;
 }
 
 /**
@@ -197,16 +191,17 @@ async function _serverData(
     const { test } = await loadMnist(dir === undefined ? {} : { dir });
     return { test, features: test.features, classes: test.classes, name: "MNIST test set" };
   }
-  const labelColumn = _string(values, "label-column");
-  const test = await loadCsv(
-    source,
-    labelColumn === undefined ? {} : { labelColumn: _column(labelColumn) },
-  );
+  const test = await _loadCsv(values, source);
   return { test, features: test.features, classes: test.classes, name: source };
 }
 
-function _column(text: string): string | number {
-  return /^\d+$/.test(text) ? Number(text) : text;
+/** Loads a CSV with the `--label-column` flag's column (a header name or a zero-based index). */
+function _loadCsv(values: _Values, path: string): Promise<Dataset> {
+  const column = _string(values, "label-column");
+  return loadCsv(
+    path,
+    column === undefined ? {} : { labelColumn: /^\d+$/.test(column) ? Number(column) : column },
+  );
 }
 
 /**
@@ -324,11 +319,11 @@ export async function serverCommand(argv: string[], out: Output): Promise<number
     const line of formatTable("server summary", [
       ["rounds run", `${server.round}${resumedAt > 0 ? ` (${resumedAt} before resuming)` : ""}`],
       [
-        Number.isFinite(target) ? `first round at ${_percent(target)}` : "target",
+        Number.isFinite(target) ? `first round at ${percent(target)}` : "target",
         Number.isFinite(target) ? String(roundsToTarget ?? "not reached") : "none",
       ],
-      ["final test accuracy", Number.isNaN(accuracy) ? "n/a" : _percent(accuracy)],
-      ["best test accuracy", _percent(best)],
+      ["final test accuracy", Number.isNaN(accuracy) ? "n/a" : percent(accuracy)],
+      ["best test accuracy", percent(best)],
       ["wall time", `${seconds.toFixed(1)} s`],
     ])
   ) out.line(line);
@@ -471,11 +466,7 @@ export async function clientCommand(argv: string[], out: Output): Promise<number
     const dir = _string(values, "mnist-dir");
     data = (await loadMnist(dir === undefined ? {} : { dir })).train;
   } else {
-    const labelColumn = _string(values, "label-column");
-    data = await loadCsv(
-      source,
-      labelColumn === undefined ? {} : { labelColumn: _column(labelColumn) },
-    );
+    data = await _loadCsv(values, source);
   }
   const parts = of === 1
     ? [Uint32Array.from({ length: data.n }, (_, i) => i)]

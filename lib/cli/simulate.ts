@@ -37,7 +37,8 @@ export const PAPER_2NN_LR = 0.215;
 /** Rounds the FedAvg paper's Table 1 reports for the 2NN, E=1, C=0.1, B=10, to reach 97%. */
 export const PAPER_ROUNDS: Readonly<Record<"iid" | "shards", number>> = { iid: 87, shards: 664 };
 
-const PARTITIONS = ["iid", "shards", "dirichlet"] as const;
+/** The partition schemes the commands accept. */
+export const PARTITIONS = ["iid", "shards", "dirichlet"] as const;
 
 /** The settings of one federated run. */
 export interface RunConfig {
@@ -120,7 +121,13 @@ function _readConfig(
   };
 }
 
-function _percent(value: number): string {
+/**
+ * Formats a fraction as a percentage with two decimals.
+ *
+ * @param value The fraction.
+ * @returns E.g. `97.02%`.
+ */
+export function percent(value: number): string {
   return `${(100 * value).toFixed(2)}%`;
 }
 
@@ -134,7 +141,7 @@ function _percent(value: number): string {
 export function formatRound(record: RoundRecord, elapsed: number): string {
   return [
     `round ${String(record.round).padStart(4)}`,
-    `test acc ${_percent(record.accuracy).padStart(7)}`,
+    `test acc ${percent(record.accuracy).padStart(7)}`,
     `test loss ${record.loss.toFixed(4)}`,
     `train loss ${record.trainLoss.toFixed(4)}`,
     `${record.clients.length} clients`,
@@ -239,19 +246,19 @@ function _describe(config: RunConfig): string {
   return `FedAvg on MNIST, 2NN 784-200-200-10: ${config.clients} clients (${config.partition}` +
     `${config.partition === "dirichlet" ? ` alpha ${config.alpha}` : ""}), C=${config.fraction}, ` +
     `E=${config.epochs}, B=${config.batchSize}, lr=${config.lr}, seed ${config.seed}; ` +
-    `stops at ${_percent(config.target)} or ${config.rounds} rounds`;
+    `stops at ${percent(config.target)} or ${config.rounds} rounds`;
 }
 
 function _summaryRows(config: RunConfig, summary: RunSummary): [string, string][] {
   return [
     ["rounds run", String(summary.rounds)],
     ...summary.milestones.map(({ accuracy, round }): [string, string] => [
-      `first round at ${_percent(accuracy)}`,
+      `first round at ${percent(accuracy)}`,
       round === null ? "not reached" : String(round),
     ]),
-    ["final test accuracy", _percent(summary.accuracy)],
+    ["final test accuracy", percent(summary.accuracy)],
     ["final test loss", summary.loss.toFixed(4)],
-    ["best test accuracy", _percent(summary.best)],
+    ["best test accuracy", percent(summary.best)],
     ["clients per round", String(Math.max(Math.round(config.fraction * config.clients), 1))],
     ["wall time", `${summary.seconds.toFixed(1)} s`],
     ["examples trained per second", `${summary.samplesPerSecond.toFixed(0)} (evaluation included)`],
@@ -307,8 +314,8 @@ export async function simulateCommand(argv: string[], out: Output): Promise<numb
     : await runFederated(config, out, mnistDir);
   out.line(
     summary.roundsToTarget === null
-      ? `Stopped at the round limit without reaching ${_percent(config.target)}`
-      : `Reached ${_percent(config.target)} test accuracy in ${summary.roundsToTarget} rounds`,
+      ? `Stopped at the round limit without reaching ${percent(config.target)}`
+      : `Reached ${percent(config.target)} test accuracy in ${summary.roundsToTarget} rounds`,
   );
   for (const line of formatTable("summary", _summaryRows(config, summary))) out.line(line);
   out.line(JSON.stringify({
@@ -408,7 +415,7 @@ export async function reproCommand(argv: string[], out: Output): Promise<number>
     const line of formatTable("reproduction", [
       ["partition", partition],
       ["learning rate", String(bestConfig.lr)],
-      [`rounds to ${_percent(base.target)}`, String(summary.roundsToTarget ?? "not reached")],
+      [`rounds to ${percent(base.target)}`, String(summary.roundsToTarget ?? "not reached")],
       ["paper's rounds", String(PAPER_ROUNDS[partition])],
       ...(grid.length > 1
         ? results.map((r): [string, string] => [

@@ -323,7 +323,7 @@ class _Session {
         return null;
       }
       case "evaluate": {
-        const model = this.#model(message.model);
+        const model = modelFromBytes(message.model);
         const metrics = await this.#compatible(
           channel,
           () => this.#backend.evaluate(model, this.#options.data),
@@ -359,10 +359,6 @@ class _Session {
     }
   }
 
-  #model(bytes: Uint8Array) {
-    return modelFromBytes(bytes);
-  }
-
   /** Runs `work`; a model that does not fit the data is reported to the server and fatal. */
   async #compatible<T>(channel: SecureChannel, work: () => Promise<T>): Promise<T> {
     try {
@@ -381,7 +377,7 @@ class _Session {
 
   async #train(channel: SecureChannel, task: TaskMessage): Promise<FlMessage> {
     const started = performance.now();
-    const model = this.#model(task.model);
+    const model = modelFromBytes(task.model);
     const global = model.params.slice();
     const result = await this.#compatible(
       channel,

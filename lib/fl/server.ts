@@ -25,7 +25,6 @@ import { MessageError } from "../net/message.ts";
 import { handshakeServer } from "../net/secure.ts";
 import { modelToBytes } from "../nn/codec.ts";
 import type { Model } from "../nn/model.ts";
-import { Rng } from "../rng.ts";
 import { type Checkpoint, CheckpointError, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import {
   clientKey,
@@ -35,7 +34,7 @@ import {
   sendFl,
   type UpdateMessage,
 } from "./protocol.ts";
-import { STREAM } from "./simulate.ts";
+import { sampleClients, STREAM } from "./simulate.ts";
 import type { Strategy } from "./strategy.ts";
 
 /** Options of {@linkcode FederatedServer.start}. */
@@ -746,11 +745,8 @@ export class FederatedServer {
     const connected = [...this.#clients.values()].sort((a, b) =>
       a.key - b.key || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
     );
-    const perRound = Math.max(Math.round(settings.fraction * connected.length), 1);
-    const stream = attempt === 0 ? [STREAM.sample, round] : [STREAM.sample, round, attempt];
-    const picked = Array.from(
-      new Rng(settings.seed, stream).permutation(connected.length).subarray(0, perRound),
-    ).sort((a, b) => a - b).map((index) => connected[index]!);
+    const picked = sampleClients(settings.seed, round, connected.length, settings.fraction, attempt)
+      .map((index) => connected[index]!);
     const task = ++this.#task;
     const model = modelToBytes(this.#model);
     const training = picked.filter((client) => client.examples > 0);

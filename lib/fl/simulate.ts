@@ -84,6 +84,31 @@ export interface RoundRecord {
   backend: string;
 }
 
+/**
+ * The clients a round trains: `max(round(fraction * count), 1)` of `count` clients drawn
+ * without replacement from the stream `[2, round]` (`[2, round, attempt]` for a retried
+ * round), as ascending indices. The simulation and the networked server both sample this way.
+ *
+ * @param seed The run's seed.
+ * @param round The round number.
+ * @param count Clients to sample from.
+ * @param fraction Fraction C in (0, 1].
+ * @param attempt The attempt at the round, from 0.
+ * @returns The sampled indices, ascending.
+ */
+export function sampleClients(
+  seed: number,
+  round: number,
+  count: number,
+  fraction: number,
+  attempt = 0,
+): number[] {
+  const perRound = Math.max(Math.round(fraction * count), 1);
+  const stream = attempt === 0 ? [STREAM.sample, round] : [STREAM.sample, round, attempt];
+  return Array.from(new Rng(seed, stream).permutation(count).subarray(0, perRound))
+    .sort((a, b) => a - b);
+}
+
 function _check(condition: boolean, message: string): void {
   if (!condition) throw new RangeError(message);
 }
@@ -211,15 +236,12 @@ async function* _rounds(
     shardsPerClient,
   }, new Rng(seed, [STREAM.partition]));
   const clientData = parts.map((indices) => subset(trainData, indices));
-  const perRound = Math.max(Math.round(fraction * clients), 1);
   const local = model.clone();
   const update = new Float32Array(model.params.length);
 
   for (let round = 1; round <= rounds; round++) {
     const started = performance.now();
-    const sampled = Array.from(
-      new Rng(seed, [STREAM.sample, round]).permutation(clients).subarray(0, perRound),
-    ).sort((a, b) => a - b);
+    const sampled = sampleClients(seed, round, clients, fraction);
     strategy.begin(model.params);
     let examples = 0;
     let trainLossSum = 0;

@@ -117,6 +117,13 @@ export type { Strategy } from "./lib/fl/strategy.ts";
 export { FedAvg, type FedAvgOptions } from "./lib/fl/fedavg.ts";
 export { type RoundRecord, simulate, type SimulateOptions, STREAM } from "./lib/fl/simulate.ts";
 export {
+  type TaskOptions,
+  type TrainedClient,
+  TrainerPool,
+  TrainerPoolError,
+  type TrainTask,
+} from "./lib/fl/parallel.ts";
+export {
   type DroppedClient,
   FederatedServer,
   formatServerRound,

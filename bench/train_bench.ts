@@ -1,13 +1,16 @@
 /**
  * Local training throughput of the FedAvg paper's 2NN (784-200-200-10) on MNIST with plain SGD
- * at batch sizes 10 and 64, and the FedAvg reduction throughput (100 weighted updates of the
- * 2NN's 199,210 parameters), on each backend: one JSON line per measurement, the last line
- * included. `cpu` is the Wasm SIMD engine and `cpu-reference` the plain reference engine; the
- * reduction line also gives the speed of a plain copy of the same bytes (`dst.set(update)` per
- * update) measured alongside, and the ratio of the two. Where the strategy offers an update
- * buffer, the reduction's updates are decoded from bytes straight into it, as a server's
- * decoding of update messages could, with the decoding off the clock and timed apart; the line
- * also gives the speed with plain arrays (`copying_`) and with the decoding counted in.
+ * at batch sizes 10 and 64, and the FedAvg reduction throughput (100 distinct weighted updates of
+ * the 2NN's 199,210 parameters, 80 MB), on each backend: one JSON line per measurement, the last
+ * line included. `cpu` is the Wasm SIMD engine and `cpu-reference` the plain reference engine.
+ *
+ * The reduction line times begin, 100 accumulates and finish, and compares that with a plain
+ * memory copy of the same 80 MB into another 80 MB (`ratio_to_copy`), measured in the same
+ * rounds. It also gives the ratios to two friendlier copies, the updates copied one by one into
+ * one update-sized buffer (the writes stay in cache) and four updates copied in turn (every
+ * byte in cache), and the speed of a server's path: each update decoded from its message bytes
+ * (into the strategy's update buffer, where it has one) and accumulated, next to decoding
+ * alone.
  *
  * ```sh
  * deno task bench                                  # every backend this machine has
@@ -68,77 +71,86 @@ async function trainThroughput(backend: Backend, batchSize: number): Promise<num
 
 /** Reduction and copy speeds, in params/s. */
 interface ReduceSpeeds {
-  /** The strategy's fast path: updates written into its update buffer where it has one. */
+  /** begin, accumulate of each update (a plain Float32Array), finish. */
   reduce: number;
-  /** Updates passed as plain arrays, each copied by the strategy. */
-  copying: number;
-  /** Decoding an update's bytes into the update buffer (0 where there is none). */
-  decode: number;
-  /** `dst.set(update)`. */
+  /** The same from each update's bytes: decoded into the update buffer where there is one. */
+  fromBytes: number;
+  /** A memory copy of the updates' bytes into as many bytes elsewhere. */
   copy: number;
+  /** The updates copied one by one into one update-sized buffer. */
+  copyOne: number;
+  /** Four updates copied in turn into one buffer: every byte in cache. */
+  copyCached: number;
+  /** Decoding each update's bytes into one plain array (what any server does). */
+  decode: number;
 }
+
+/** The reduction's workload: 100 distinct updates, 80 MB, as a server receives them. */
+const UPDATES = 100;
 
 /** Aggregates 100 weighted 2NN-sized updates per round until `seconds` pass. */
 async function reduceThroughput(backend: Backend): Promise<ReduceSpeeds> {
   const size = mnist2nn(0).params.length;
   const rng = new Rng(1);
-  const updates = Array.from(
+  const bases = Array.from(
     { length: 4 },
     () => Float32Array.from({ length: size }, () => rng.normal()),
   );
-  // The bytes an update message carries.
+  const updates = Array.from(
+    { length: UPDATES },
+    (_, k) => bases[k % 4]!.map((v) => v * (1 + k / 1024)),
+  );
+  // The bytes each update message carries.
   const encoded = updates.map(float32ToBytes);
   const global = new Float32Array(size);
   const strategy = backend.createFedAvg();
-  const dst = new Float32Array(size);
+  const all = new Float32Array(UPDATES * size);
+  const one = new Float32Array(size);
+  const ms = { reduce: 0, fromBytes: 0, copy: 0, copyOne: 0, copyCached: 0, decode: 0 };
+  const timed = async (key: keyof typeof ms, run: () => void | Promise<void>) => {
+    const t = performance.now();
+    await run();
+    ms[key] += performance.now() - t;
+  };
   let rounds = 0;
-  let reduceMs = 0;
-  let copyingMs = 0;
-  let decodeMs = 0;
-  let copyMs = 0;
   const started = performance.now();
-  // Rounds alternate with copies of the same updates, so all see the same machine state.
+  // Each round runs every measurement once, so all see the same machine state.
   do {
-    // The fast path. A server decodes each update's bytes into a new array anyway; here they
-    // are decoded into the strategy's update buffer instead, outside the clock (and timed
-    // apart). The clock covers begin, every accumulate and finish.
-    let t = performance.now();
-    strategy.begin(global);
-    let ms = performance.now() - t;
-    for (let k = 0; k < 100; k++) {
-      if (strategy.updateBuffer === undefined) {
-        t = performance.now();
-        strategy.accumulate(updates[k % updates.length]!, 600);
-        ms += performance.now() - t;
-        continue;
+    await timed("reduce", async () => {
+      strategy.begin(global);
+      for (let k = 0; k < UPDATES; k++) strategy.accumulate(updates[k]!, 600);
+      await strategy.finish();
+    });
+    await timed("fromBytes", async () => {
+      strategy.begin(global);
+      for (let k = 0; k < UPDATES; k++) {
+        const update = float32FromBytes(encoded[k]!, strategy.updateBuffer?.(size));
+        strategy.accumulate(update, 600);
       }
-      t = performance.now();
-      const update = float32FromBytes(encoded[k % encoded.length]!, strategy.updateBuffer(size));
-      const decoded = performance.now();
-      strategy.accumulate(update, 600);
-      ms += performance.now() - decoded;
-      decodeMs += decoded - t;
-    }
-    t = performance.now();
-    await strategy.finish();
-    reduceMs += ms + performance.now() - t;
-    // Plain arrays, copied by the strategy.
-    t = performance.now();
-    strategy.begin(global);
-    for (let k = 0; k < 100; k++) strategy.accumulate(updates[k % updates.length]!, 600);
-    await strategy.finish();
-    copyingMs += performance.now() - t;
-    t = performance.now();
-    for (let k = 0; k < 100; k++) dst.set(updates[k % updates.length]!);
-    copyMs += performance.now() - t;
+      await strategy.finish();
+    });
+    await timed("copy", () => {
+      for (let k = 0; k < UPDATES; k++) all.set(updates[k]!, k * size);
+    });
+    await timed("copyOne", () => {
+      for (let k = 0; k < UPDATES; k++) one.set(updates[k]!);
+    });
+    await timed("copyCached", () => {
+      for (let k = 0; k < UPDATES; k++) one.set(updates[k % 4]!);
+    });
+    await timed("decode", () => {
+      for (let k = 0; k < UPDATES; k++) float32FromBytes(encoded[k]!, one);
+    });
     rounds++;
   } while ((performance.now() - started) / 1000 < seconds);
-  const speed = (ms: number) => ms > 0 ? rounds * 100 * size / (ms / 1000) : 0;
+  const speed = (t: number) => rounds * UPDATES * size / (t / 1000);
   return {
-    reduce: speed(reduceMs),
-    copying: speed(copyingMs),
-    decode: speed(decodeMs),
-    copy: speed(copyMs),
+    reduce: speed(ms.reduce),
+    fromBytes: speed(ms.fromBytes),
+    copy: speed(ms.copy),
+    copyOne: speed(ms.copyOne),
+    copyCached: speed(ms.copyCached),
+    decode: speed(ms.decode),
   };
 }
 
@@ -156,30 +168,26 @@ for (const kind of kinds) {
         samples_per_s: Math.round(await trainThroughput(backend, batch)),
       }));
     }
-    const { reduce, copying, decode, copy } = await reduceThroughput(backend);
-    const ratio = (speed: number) => Math.round(speed / copy * 1000) / 1000;
+    const speeds = await reduceThroughput(backend);
+    const ratio = (a: number, b: number) => Math.round(a / b * 1000) / 1000;
     console.log(JSON.stringify({
       name: "fedavg-reduce",
       backend: backend.kind,
       adapter: backend.device,
-      updates: 100,
+      updates: UPDATES,
       params: mnist2nn(0).params.length,
-      timed: decode > 0
-        ? "begin, accumulate, finish; each update decoded from bytes into the update buffer " +
-          "off the clock (a server decodes updates anyway), its speed given apart"
-        : "begin, accumulate of plain arrays, finish",
-      params_per_s: Math.round(reduce),
-      copy_params_per_s: Math.round(copy),
-      ratio_to_copy: ratio(reduce),
-      copying_params_per_s: Math.round(copying),
-      copying_ratio_to_copy: ratio(copying),
-      ...(decode > 0
-        ? {
-          decode_params_per_s: Math.round(decode),
-          decode_ratio_to_copy: ratio(decode),
-          with_decode_ratio_to_copy: ratio(1 / (1 / reduce + 1 / decode)),
-        }
-        : {}),
+      timed: "begin, accumulate of 100 distinct updates (plain arrays), finish",
+      params_per_s: Math.round(speeds.reduce),
+      copy: "the same updates' bytes copied into as many bytes elsewhere",
+      copy_params_per_s: Math.round(speeds.copy),
+      ratio_to_copy: ratio(speeds.reduce, speeds.copy),
+      ratio_to_copy_into_one_buffer: ratio(speeds.reduce, speeds.copyOne),
+      ratio_to_cached_copy: ratio(speeds.reduce, speeds.copyCached),
+      from_bytes: "each update decoded from its bytes (into the update buffer where there is " +
+        "one), then accumulated; compared with decoding alone",
+      from_bytes_params_per_s: Math.round(speeds.fromBytes),
+      decode_params_per_s: Math.round(speeds.decode),
+      from_bytes_ratio_to_decode: ratio(speeds.fromBytes, speeds.decode),
     }));
   } finally {
     backend.dispose();

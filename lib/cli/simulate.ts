@@ -10,7 +10,7 @@ import { loadMnist } from "../data/mnist.ts";
 import type { PartitionScheme } from "../data/partition.ts";
 import { mnist2nn } from "../nn/presets.ts";
 import { type RoundRecord, simulate } from "../fl/simulate.ts";
-import { BACKEND_KINDS, type BackendKind, createBackend } from "../compute/backend.ts";
+import { BACKEND_KINDS, type BackendKind, CpuBackend, createBackend } from "../compute/backend.ts";
 import { runNetworked } from "./demo_network.ts";
 import {
   choiceFlag,
@@ -53,6 +53,8 @@ export interface RunConfig {
   alpha: number;
   seed: number;
   backend: BackendKind;
+  /** Workers training a round's clients at once; null: one per core (up to 4) on the CPU. */
+  parallel: number | null;
 }
 
 /** How a run ended. */
@@ -77,6 +79,8 @@ export interface RunSummary {
   backend: "cpu" | "webgpu";
   /** What it ran on: the CPU engine or the GPU adapter. */
   device: string;
+  /** Workers that trained the clients (in-process runs). */
+  parallel?: number;
 }
 
 const COMMON_FLAGS: Record<string, FlagSpec> = {
@@ -95,9 +99,20 @@ const COMMON_FLAGS: Record<string, FlagSpec> = {
     value: "B",
     help: "auto | webgpu | cpu (default auto: WebGPU on a hardware GPU, else CPU)",
   },
+  parallel: {
+    type: "string",
+    value: "W",
+    help: "Workers training a round's clients at once, on the CPU engine; same results " +
+      "(default one per core, up to 4, on the CPU; 1 on WebGPU)",
+  },
   "mnist-dir": { type: "string", value: "DIR", help: "Read MNIST IDX files from DIR" },
   help: { type: "boolean", short: "h", help: "Show this help" },
 };
+
+/** The default number of training workers on the CPU Wasm engine: one per core, up to 4. */
+export function defaultParallel(): number {
+  return Math.max(1, Math.min(4, navigator.hardwareConcurrency ?? 1));
+}
 
 function _readConfig(
   values: Record<string, string | boolean | string[] | undefined>,
@@ -118,6 +133,7 @@ function _readConfig(
     alpha: numberFlag(values, "alpha", 0.5, ">0"),
     seed: numberFlag(values, "seed", 0, "int>=0"),
     backend: choiceFlag(values, "backend", BACKEND_KINDS),
+    parallel: values.parallel === undefined ? null : numberFlag(values, "parallel", 1, "int>0"),
   };
 }
 
@@ -170,7 +186,12 @@ export async function runFederated(
     .sort((a, b) => a - b)
     .map((accuracy) => ({ accuracy, round: null as number | null }));
   const backend = await createBackend(config.backend);
-  out.line(`backend: ${backend.kind} on ${backend.device}`);
+  const onWasm = backend instanceof CpuBackend && backend.engine === "wasm";
+  const parallel = config.parallel ?? (onWasm ? defaultParallel() : 1);
+  out.line(
+    `backend: ${backend.kind} on ${backend.device}` +
+      (parallel > 1 ? `; ${parallel} workers train the clients` : ""),
+  );
   const started = performance.now();
   let last: RoundRecord | undefined;
   let best = 0;
@@ -191,6 +212,7 @@ export async function runFederated(
         alpha: config.alpha,
         seed: config.seed,
         backend,
+        parallel,
       })
     ) {
       last = record;
@@ -219,6 +241,7 @@ export async function runFederated(
     milestones,
     backend: backend.kind,
     device: backend.device,
+    parallel,
   };
 }
 
@@ -263,6 +286,9 @@ function _summaryRows(config: RunConfig, summary: RunSummary): [string, string][
     ["wall time", `${summary.seconds.toFixed(1)} s`],
     ["examples trained per second", `${summary.samplesPerSecond.toFixed(0)} (evaluation included)`],
     ["backend", `${summary.backend} (${summary.device})`],
+    ...(summary.parallel === undefined
+      ? []
+      : [["training workers", String(summary.parallel)] as [string, string]]),
   ];
 }
 
@@ -303,6 +329,11 @@ export async function simulateCommand(argv: string[], out: Output): Promise<numb
   if (!network && values.processes !== undefined) {
     throw new UsageError("--processes applies to --network runs");
   }
+  if (network && values.parallel !== undefined) {
+    throw new UsageError(
+      "--parallel applies to in-process runs (--network spreads clients over --processes)",
+    );
+  }
   const processes = Math.min(
     numberFlag(values, "processes", Math.min(config.clients, 10), "int>0"),
     config.clients,
@@ -335,7 +366,7 @@ export async function simulateCommand(argv: string[], out: Output): Promise<numb
     backend: summary.backend,
     adapter: summary.device,
     network,
-    ...(network ? { processes } : {}),
+    ...(network ? { processes } : { parallel: summary.parallel }),
     seconds: Number(summary.seconds.toFixed(2)),
   }));
   return 0;

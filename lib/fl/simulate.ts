@@ -9,13 +9,14 @@
  * @module
  */
 
-import { type Backend, type BackendKind, createBackend } from "../compute/backend.ts";
+import { type Backend, type BackendKind, CpuBackend, createBackend } from "../compute/backend.ts";
 import { type Dataset, subset } from "../data/dataset.ts";
 import { loadMnist } from "../data/mnist.ts";
 import { partition, type PartitionScheme } from "../data/partition.ts";
 import type { Model } from "../nn/model.ts";
 import { mnist2nn } from "../nn/presets.ts";
 import { Rng } from "../rng.ts";
+import { TrainerPool } from "./parallel.ts";
 import type { Strategy } from "./strategy.ts";
 
 /** Stream keys of the simulation's random numbers (see the module doc). */
@@ -60,6 +61,13 @@ export interface SimulateOptions {
   backend?: Backend | BackendKind;
   /** Seed of every random choice (default 0). */
   seed?: number;
+  /**
+   * Workers that train a round's clients at the same time (default 1: the backend trains them
+   * one after another). More than 1 needs the CPU Wasm engine as the backend (`"cpu"`) and
+   * permission to read this module's folder; the updates are folded in in client order, so
+   * every round has the same bits as with 1.
+   */
+  parallel?: number;
 }
 
 /** What happened in one round. */
@@ -173,6 +181,11 @@ export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<R
     seed: options.seed ?? 0,
   };
   const { clients, fraction, rounds } = config;
+  const parallel = options.parallel ?? 1;
+  _check(
+    Number.isInteger(parallel) && parallel >= 1,
+    `Parallel workers must be a positive integer, got ${parallel}`,
+  );
   _check(
     Number.isInteger(clients) && clients >= 1,
     `Clients must be a positive integer, got ${clients}`,
@@ -194,10 +207,21 @@ export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<R
   const backend = typeof options.backend === "object"
     ? options.backend
     : await createBackend(options.backend ?? "auto");
+  let pool: TrainerPool | null = null;
   try {
+    if (parallel > 1) {
+      if (!(backend instanceof CpuBackend && backend.engine === "wasm")) {
+        throw new RangeError(
+          `Parallel training runs on the CPU Wasm engine; the backend is ${backend.kind}: ` +
+            backend.device,
+        );
+      }
+      pool = new TrainerPool(parallel, model, trainData);
+    }
     const strategy = options.strategy ?? backend.createFedAvg();
-    yield* _rounds(backend, strategy, model, { train: trainData, test: testData }, config);
+    yield* _rounds(backend, strategy, model, { train: trainData, test: testData }, config, pool);
   } finally {
+    pool?.close();
     if (ownBackend) backend.dispose();
   }
 }
@@ -224,6 +248,7 @@ async function* _rounds(
   model: Model,
   data: { train: Dataset; test: Dataset | undefined },
   config: _Config,
+  pool: TrainerPool | null,
 ): AsyncGenerator<RoundRecord> {
   const { clients, fraction, rounds, epochs, batchSize, lr, momentum, weightDecay } = config;
   const { scheme, alpha, shardsPerClient, seed } = config;
@@ -245,9 +270,32 @@ async function* _rounds(
     strategy.begin(model.params);
     let examples = 0;
     let trainLossSum = 0;
-    for (const client of sampled) {
+    // With a pool, every client trains at once on the workers; updates are still folded in
+    // in client order.
+    const trained = pool === null
+      ? null
+      : sampled.map((client) =>
+        parts[client]!.length === 0 ? null : pool.train({
+          global: model.params,
+          indices: parts[client]!,
+          options: { epochs, batchSize, lr, momentum, weightDecay },
+          seed,
+          stream: [STREAM.train, round, client],
+        })
+      );
+    // A failing round leaves no promise unobserved.
+    trained?.forEach((promise) => promise?.catch(() => {}));
+    for (const [i, client] of sampled.entries()) {
       const shard = clientData[client]!;
       if (shard.n === 0) continue;
+      const pending = trained?.[i];
+      if (pending) {
+        const { delta, loss } = await pending;
+        strategy.accumulate(delta, shard.n);
+        examples += shard.n;
+        trainLossSum += loss * shard.n;
+        continue;
+      }
       local.params.set(model.params);
       const result = await backend.train(local, shard, {
         epochs,

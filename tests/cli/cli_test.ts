@@ -27,6 +27,7 @@ Deno.test("fedgpu simulate --help lists every flag", async () => {
       "--lr",
       "--batch-size",
       "--backend",
+      "--parallel",
     ]
   ) {
     match(help, new RegExp(flag));
@@ -44,6 +45,7 @@ Deno.test("fedgpu simulate and repro name the bad flag", async () => {
     [["simulate", "--bogus"], /Unknown option '--bogus'/],
     [["simulate", "--backend", "gpu"], /--backend must be one of auto, cpu, webgpu, got "gpu"/],
     [["simulate", "extra"], /Unexpected argument: extra/],
+    [["simulate", "--parallel", "0"], /--parallel must be a positive integer, got "0"/],
     [["simulate", "--seed"], /--seed/],
     [["repro"], /--partition must be iid or shards/],
     [["repro", "--partition", "dirichlet"], /--partition must be iid or shards/],
@@ -81,4 +83,13 @@ Deno.test("fedgpu simulate trains on MNIST and prints a JSON line last", async (
   // A 2NN trained on 1,200 examples is far better than chance (10%) on the 10,000 test images.
   ok(result.accuracy > 0.6 && result.accuracy < 0.97, `accuracy ${result.accuracy}`);
   strictEqual(result.rounds_to_target, null);
+  // By default one worker per core (up to 4) trains the clients; one worker gives the same run.
+  strictEqual(result.parallel, Math.max(1, Math.min(4, navigator.hardwareConcurrency)));
+  const one = await run(["simulate", "--rounds", "2", "--fraction", "0.01", "--seed", "3"].concat(
+    ["--backend", "cpu", "--parallel", "1"],
+  ));
+  strictEqual(one.status, 0);
+  const single = JSON.parse(one.lines[one.lines.length - 1]!);
+  strictEqual(single.parallel, 1);
+  deepStrictEqual([single.accuracy, single.loss], [result.accuracy, result.loss]);
 });

@@ -51,6 +51,7 @@ Deno.test("fedgpu server and client reject bad flags with exit status 2 and the 
     [["client", "--fingerprint-file", "/nonexistent/fp"], /Pin the server/],
     [["client", "--partition", "zipf", "--fingerprint", "SHA256:x"], /--partition must be one/],
     [["simulate", "--processes", "2"], /--processes applies to --network/],
+    [["simulate", "--network", "--parallel", "2"], /--parallel applies to in-process runs/],
   ];
   for (const [argv, pattern] of cases) {
     const { status, errors } = await run(argv);

@@ -1,6 +1,14 @@
-import { deepStrictEqual, notDeepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import {
+  deepStrictEqual,
+  notDeepStrictEqual,
+  ok,
+  rejects,
+  strictEqual,
+  throws,
+} from "node:assert/strict";
 import {
   Chain,
+  CpuBackend,
   createDataset,
   type Dataset,
   Dense,
@@ -14,6 +22,8 @@ import {
   STREAM,
   subset,
   train,
+  TrainerPool,
+  TrainerPoolError,
 } from "../../mod.ts";
 
 /** Three Gaussian blobs in 4 dimensions. */
@@ -181,4 +191,120 @@ Deno.test("simulate() rejects out-of-range options", async () => {
       (e) => e instanceof RangeError && message.test(e.message),
     );
   }
+});
+
+Deno.test("simulate() with parallel workers gives every round the sequential run's bits", async () => {
+  const data = blobs(400, 8);
+  const run = async (parallel: number) => {
+    const model = smallModel();
+    const rounds: { params: Float32Array; record: RoundRecord }[] = [];
+    for await (
+      const record of simulate({
+        model,
+        train: data,
+        test: blobs(100, 9),
+        clients: 12,
+        fraction: 0.5,
+        rounds: 4,
+        lr: 0.05,
+        momentum: 0.5,
+        epochs: 2,
+        seed: 3,
+        partition: "dirichlet",
+        alpha: 0.3,
+        backend: "cpu",
+        parallel,
+      })
+    ) {
+      rounds.push({ params: record.model.params.slice(), record: { ...record } });
+    }
+    return rounds;
+  };
+  const sequential = await run(1);
+  for (const parallel of [2, 3]) {
+    const parallelRun = await run(parallel);
+    strictEqual(parallelRun.length, sequential.length);
+    for (const [i, { params, record }] of parallelRun.entries()) {
+      const want = sequential[i]!;
+      deepStrictEqual(
+        new Uint32Array(params.buffer),
+        new Uint32Array(want.params.buffer),
+        `round ${i + 1}, ${parallel} workers`,
+      );
+      for (const key of ["accuracy", "loss", "trainLoss", "examples", "clients"] as const) {
+        deepStrictEqual(record[key], want.record[key], `${key}, round ${i + 1}`);
+      }
+    }
+  }
+});
+
+Deno.test("simulate() refuses parallel training off the Wasm engine and bad worker counts", async () => {
+  const base = { model: smallModel(), train: blobs(40, 7), clients: 4, rounds: 1 };
+  await rejects(
+    collect({ ...base, parallel: 2, backend: new CpuBackend("reference") }),
+    (e) => e instanceof RangeError && /CPU Wasm engine/.test(e.message),
+  );
+  for (const parallel of [0, 1.5, -2]) {
+    await rejects(
+      collect({ ...base, parallel }),
+      (e) =>
+        e instanceof RangeError && /Parallel workers must be a positive integer/.test(e.message),
+    );
+  }
+});
+
+Deno.test("TrainerPool trains like the backend, reports a failed task and keeps serving", async () => {
+  const data = blobs(90, 10);
+  const model = smallModel();
+  const pool = new TrainerPool(2, model, data);
+  try {
+    const options = { epochs: 1, batchSize: 7, lr: 0.1, momentum: 0, weightDecay: 0 };
+    const indices = Uint32Array.from({ length: 30 }, (_, i) => 2 * i + 1);
+    const task = { global: model.params, indices, options, seed: 4, stream: [STREAM.train, 1, 5] };
+    const bad = pool.train({ ...task, indices: Uint32Array.of(1, 90) });
+    const good = pool.train(task);
+    await rejects(bad, (e) => e instanceof TrainerPoolError && /outside \[0, 90\)/.test(e.message));
+    const { delta, loss } = await good;
+    // The reference: the same client trained here, with the slow obviously-correct engine.
+    const local = model.clone();
+    const result = train(local, subset(data, indices), {
+      ...options,
+      rng: new Rng(4, [STREAM.train, 1, 5]),
+    });
+    const want = local.params.map((v, i) => v - model.params[i]!);
+    deepStrictEqual(new Uint32Array(delta.buffer), new Uint32Array(want.buffer));
+    strictEqual(loss, result.last.loss);
+    // Still serving after the failure.
+    deepStrictEqual((await pool.train(task)).delta, delta);
+  } finally {
+    pool.close();
+  }
+  await rejects(
+    pool.train({
+      global: model.params,
+      indices: Uint32Array.of(0),
+      options: { lr: 0.1 },
+      seed: 0,
+      stream: [],
+    }),
+    /closed/,
+  );
+  throws(() => new TrainerPool(0, model, data), /positive integer/);
+});
+
+Deno.test("parallel training without read permission fails with a clear TrainerPoolError", async () => {
+  const script = new URL("./_parallel_no_read.ts", import.meta.url);
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", script.href],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const out = new TextDecoder().decode(stdout);
+  strictEqual(code, 0, new TextDecoder().decode(stderr));
+  strictEqual(
+    out.trim(),
+    `TrainerPoolError: Parallel training needs read permission for ${
+      new URL("../../lib/fl/train_worker.ts", import.meta.url).pathname
+    } (run with --allow-read)`,
+  );
 });

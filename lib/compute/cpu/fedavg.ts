@@ -244,12 +244,18 @@ export class WasmFedAvg implements Strategy {
     if (global === null) throw new Error("Call begin() before finish()");
     if (this.#count === 0) throw new Error("Cannot finish a round without updates");
     this.#flush();
-    const scale = this.serverLr / this.#totalWeight;
-    const out = new Float32Array(global.length);
-    const sum = new Float64Array(heap.buffer, this.#buffers!.sum, global.length);
-    for (let i = 0; i < out.length; i++) out[i] = global[i]! + scale * sum[i]!;
+    const buffers = this.#buffers!;
+    // The slots are free now: the new parameters are computed in the first.
+    new Float32Array(heap.buffer, buffers.slots, buffers.size).set(global);
+    wasm.fedavg_finish(
+      buffers.slots,
+      buffers.slots,
+      buffers.sum,
+      this.serverLr / this.#totalWeight,
+      buffers.padded / 4,
+    );
     this.#global = null;
-    return out;
+    return new Float32Array(heap.buffer, buffers.slots, buffers.size).slice();
   }
 
   /** Frees the strategy's Wasm memory; a later {@linkcode WasmFedAvg.begin} allocates anew. */

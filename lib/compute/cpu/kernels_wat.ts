@@ -37,33 +37,39 @@ const pack = (lo: string, hi: string) =>
 const splat32 = (f32: string) => `(f64x2.splat (f64.promote_f32 ${f32}))`;
 
 /**
- * `fedavg_check(p, n) -> i32`: 1 if any of the `n` float32 at `p` is infinite or NaN. Shifted
- * left by one (the sign dropped), exactly the non-finite values are `>= 0xff000000` unsigned,
- * so four running unsigned maxima decide.
+ * `fedavg_check(p, n) -> i32`: 1 if any of the `n` float32 at `p` is infinite or NaN. `x * 0`
+ * is a zero for every finite `x` and NaN otherwise, so eight running sums of such products
+ * (one multiply-add a vector) end as NaN exactly when a value is not finite.
  */
 function fedavgCheck(): string {
-  const lane = (q: number) =>
-    set(
-      `m${q}`,
-      `(i32x4.max_u ${get(`m${q}`)} (i32x4.shl (v128.load offset=${16 * q} ${get("p")}) ${
-        i32(1)
-      }))`,
-    );
-  const max = `(i32x4.max_u (i32x4.max_u ${get("m0")} ${get("m1")}) (i32x4.max_u ${get("m2")} ${
-    get("m3")
-  }))`;
+  const acc = range(8);
   return `
   (func (export "fedavg_check") (param $p i32) (param $n i32) (result i32)
-    (local $e i32) (local $e16 i32) ${locals("m", 4, "v128")}
+    (local $e i32) (local $e32 i32) (local $zero v128) ${locals("a", 8, "v128")}
     ${set("e", add(get("p"), `(i32.shl ${get("n")} ${i32(2)})`))}
-    ${set("e16", add(get("p"), `(i32.shl (i32.and ${get("n")} ${i32(-16)}) ${i32(2)})`))}
-    (block $done16 (loop $l16
-      (br_if $done16 (i32.ge_u ${get("p")} ${get("e16")}))
-      ${range(4).map(lane).join("\n      ")}
-      ${set("p", add(get("p"), i32(64)))}
-      (br $l16)))
-    (if (v128.any_true (i32x4.ge_u ${max} (v128.const i32x4 ${"0xff000000 ".repeat(4)})))
-      (then (return ${i32(1)})))
+    ${set("e32", add(get("p"), `(i32.shl (i32.and ${get("n")} ${i32(-32)}) ${i32(2)})`))}
+    (block $done32 (loop $l32
+      (br_if $done32 (i32.ge_u ${get("p")} ${get("e32")}))
+      ${
+    acc.map((q) =>
+      set(
+        `a${q}`,
+        `(f32x4.relaxed_madd (v128.load offset=${16 * q} ${get("p")}) ${get("zero")} ${
+          get(`a${q}`)
+        })`,
+      )
+    ).join("\n      ")
+  }
+      ${set("p", add(get("p"), i32(128)))}
+      (br $l32)))
+    ${
+    range(3).map((level) =>
+      range(4 >> level).map((q) =>
+        set(`a${q}`, `(f32x4.add ${get(`a${q}`)} ${get(`a${q + (4 >> level)}`)})`)
+      ).join("\n    ")
+    ).join("\n    ")
+  }
+    (if (v128.any_true (f32x4.ne ${get("a0")} ${get("a0")})) (then (return ${i32(1)})))
     (block $done (loop $l
       (br_if $done (i32.ge_u ${get("p")} ${get("e")}))
       (if (i32.eq (i32.and (i32.load ${get("p")}) ${i32(0x7f800000)}) ${i32(0x7f800000)})
@@ -71,6 +77,35 @@ function fedavgCheck(): string {
       ${set("p", add(get("p"), i32(4)))}
       (br $l)))
     ${i32(0)})`;
+}
+
+/**
+ * `fedavg_finish(out, global, sum, scale, n4)`: `out[i] = global[i] + scale * sum[i]` over
+ * `4 * n4` values, in float64 (multiply, then add: never fused) and rounded to float32 once,
+ * as `FedAvg.finish` stores into a Float32Array. `out` may be `global`.
+ */
+function fedavgFinish(): string {
+  return `
+  (func (export "fedavg_finish") (param $out i32) (param $g i32) (param $sum i32)
+      (param $scale f64) (param $n4 i32)
+    (local $end i32) (local $sc v128) (local $v v128)
+    ${set("sc", `(f64x2.splat ${get("scale")})`)}
+    ${set("end", add(get("g"), `(i32.shl ${get("n4")} ${i32(4)})`))}
+    (block $done (loop $l
+      (br_if $done (i32.ge_u ${get("g")} ${get("end")}))
+      ${set("v", `(v128.load ${get("g")})`)}
+      (v128.store ${get("out")} ${
+    pack(
+      `(f64x2.add ${promoteLow(get("v"))} (f64x2.mul ${get("sc")} (v128.load ${get("sum")})))`,
+      `(f64x2.add ${promoteHigh(get("v"))} (f64x2.mul ${get("sc")} (v128.load offset=16 ${
+        get("sum")
+      })))`,
+    )
+  })
+      ${set("g", add(get("g"), i32(16)))}
+      ${set("out", add(get("out"), i32(16)))}
+      ${set("sum", add(get("sum"), i32(32)))}
+      (br $l))))`;
 }
 
 /**
@@ -427,6 +462,7 @@ export function kernelsWat(): string {
   (memory (export "memory") 1)
 ${fedavgCheck()}
 ${range(MAX_FLUSH).flatMap((j) => [fedavgFlush(j + 1, false), fedavgFlush(j + 1, true)]).join("\n")}
+${fedavgFinish()}
 ${denseForward()}
 ${prepDy()}
 ${denseDx()}

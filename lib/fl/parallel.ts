@@ -1,0 +1,206 @@
+/**
+ * Clients trained in parallel: a pool of workers, each running the CPU Wasm engine on the
+ * shared training data. A client's training depends only on the global parameters, its
+ * examples and its random stream, so it gives the same bits on any worker; the caller folds
+ * the updates in in client order, so a parallel round equals a sequential one bit for bit.
+ *
+ * @module
+ */
+
+import type { Dataset } from "../data/dataset.ts";
+import { modelToBytes } from "../nn/codec.ts";
+import type { Model } from "../nn/model.ts";
+import type { TrainOptions } from "../nn/train.ts";
+
+/** The local training settings a task carries. */
+export type TaskOptions = Pick<
+  TrainOptions,
+  "epochs" | "batchSize" | "lr" | "momentum" | "weightDecay"
+>;
+
+/** One client's training. */
+export interface TrainTask {
+  /** The global parameters to start from (copied to the worker). */
+  global: Float32Array;
+  /** The client's examples: indices into the pool's dataset. */
+  indices: Uint32Array;
+  /** Local training settings. */
+  options: TaskOptions;
+  /** Seed and stream of the client's shuffling. */
+  seed: number;
+  /** Stream key of the client's shuffling. */
+  stream: number[];
+}
+
+/** A trained client. */
+export interface TrainedClient {
+  /** Its trained parameters minus the global ones. */
+  delta: Float32Array;
+  /** Mean training loss of its last epoch. */
+  loss: number;
+}
+
+/** @internal The first message to a worker. */
+export interface _WorkerInit {
+  type: "init";
+  model: Uint8Array;
+  data: Dataset;
+}
+
+/** @internal A task sent to a worker. */
+export interface _TrainRequest extends TrainTask {
+  type: "train";
+  id: number;
+}
+
+/** @internal A worker's answer. */
+export type _TrainReply =
+  | { type: "trained"; id: number; delta: Float32Array; loss: number }
+  | { type: "failed"; id: number; message: string };
+
+/** Thrown when a worker cannot be started or fails. */
+export class TrainerPoolError extends Error {
+  /** @param message What failed. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "TrainerPoolError";
+  }
+}
+
+/** Copies an array into shared memory (once per pool), so workers read it without copies. */
+function shared<T extends Float32Array | Int32Array>(array: T): T {
+  const buffer = new SharedArrayBuffer(array.byteLength);
+  const copy = new (array.constructor as new (buffer: SharedArrayBuffer) => T)(buffer);
+  copy.set(array);
+  return copy;
+}
+
+interface Pending {
+  task: _TrainRequest;
+  resolve: (client: TrainedClient) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * Workers that train clients of one model architecture on one dataset.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const pool = new TrainerPool(2, model, train);
+ * const { delta } = await pool.train({ global: model.params, indices, options, seed, stream });
+ * pool.close();
+ * ```
+ */
+export class TrainerPool {
+  readonly #workers: Worker[] = [];
+  readonly #idle: Worker[] = [];
+  readonly #queue: Pending[] = [];
+  readonly #running = new Map<Worker, Pending>();
+  #nextId = 1;
+  #failure: TrainerPoolError | null = null;
+
+  /**
+   * Starts the workers.
+   *
+   * @param size Workers, at least 1.
+   * @param model Any model of the architecture to train (its parameters are not used).
+   * @param data The training data the tasks' indices refer to.
+   * @throws {TrainerPoolError} If a worker cannot be started (it needs read permission for
+   *   its module where the module is a local file).
+   */
+  constructor(size: number, model: Model, data: Dataset) {
+    if (!Number.isInteger(size) || size < 1) {
+      throw new RangeError(`Trainer pool size must be a positive integer, got ${size}`);
+    }
+    const init: _WorkerInit = {
+      type: "init",
+      model: modelToBytes(model),
+      data: { ...data, x: shared(data.x), y: shared(data.y) },
+    };
+    const url = new URL("./train_worker.ts", import.meta.url);
+    if (
+      url.protocol === "file:" &&
+      Deno.permissions.querySync({ name: "read", path: url }).state !== "granted"
+    ) {
+      throw new TrainerPoolError(
+        `Parallel training needs read permission for ${url.pathname} (run with --allow-read)`,
+      );
+    }
+    try {
+      for (let i = 0; i < size; i++) {
+        const worker = new Worker(url.href, { type: "module" });
+        worker.onmessage = (event: MessageEvent<_TrainReply>) => this.#answer(worker, event.data);
+        worker.onerror = (event) => {
+          event.preventDefault();
+          this.#fail(new TrainerPoolError(`A trainer worker failed: ${event.message}`));
+        };
+        worker.postMessage(init);
+        this.#workers.push(worker);
+        this.#idle.push(worker);
+      }
+    } catch (error) {
+      this.close();
+      throw new TrainerPoolError(
+        `Cannot start trainer workers: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
+
+  /** Workers in the pool. */
+  get size(): number {
+    return this.#workers.length;
+  }
+
+  /**
+   * Trains one client on the next free worker.
+   *
+   * @returns The client's update and loss.
+   * @throws {TrainerPoolError} If the pool was closed or a worker failed.
+   */
+  train(task: TrainTask): Promise<TrainedClient> {
+    if (this.#failure !== null) return Promise.reject(this.#failure);
+    if (this.#workers.length === 0) {
+      return Promise.reject(new TrainerPoolError("The trainer pool is closed"));
+    }
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ task: { ...task, type: "train", id: this.#nextId++ }, resolve, reject });
+      this.#dispatch();
+    });
+  }
+
+  #dispatch(): void {
+    while (this.#idle.length > 0 && this.#queue.length > 0) {
+      const worker = this.#idle.pop()!;
+      const pending = this.#queue.shift()!;
+      this.#running.set(worker, pending);
+      worker.postMessage(pending.task);
+    }
+  }
+
+  #answer(worker: Worker, reply: _TrainReply): void {
+    const pending = this.#running.get(worker);
+    if (pending === undefined || pending.task.id !== reply.id) return;
+    this.#running.delete(worker);
+    this.#idle.push(worker);
+    if (reply.type === "trained") pending.resolve({ delta: reply.delta, loss: reply.loss });
+    else pending.reject(new TrainerPoolError(`Training a client failed: ${reply.message}`));
+    this.#dispatch();
+  }
+
+  #fail(error: TrainerPoolError): void {
+    this.#failure ??= error;
+    for (const pending of [...this.#running.values(), ...this.#queue]) pending.reject(error);
+    this.#running.clear();
+    this.#queue.length = 0;
+  }
+
+  /** Stops the workers; tasks not yet answered are rejected. */
+  close(): void {
+    for (const worker of this.#workers) worker.terminate();
+    this.#workers.length = 0;
+    this.#idle.length = 0;
+    this.#fail(new TrainerPoolError("The trainer pool is closed"));
+    this.#failure = null;
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * A worker of {@linkcode TrainerPool} (`parallel.ts`): it holds the model's architecture and
+ * the training data (shared, not copied), and trains one client at a time on the CPU Wasm
+ * engine, answering with the client's update. Not meant to be imported.
+ *
+ * @module
+ */
+
+import { CpuBackend } from "../compute/backend.ts";
+import type { Dataset } from "../data/dataset.ts";
+import { subset } from "../data/dataset.ts";
+import { modelFromBytes } from "../nn/codec.ts";
+import type { Model } from "../nn/model.ts";
+import { Rng } from "../rng.ts";
+import type { _TrainReply, _TrainRequest, _WorkerInit } from "./parallel.ts";
+
+const scope = self as unknown as {
+  onmessage: ((event: MessageEvent<_WorkerInit | _TrainRequest>) => void) | null;
+  postMessage(message: _TrainReply, transfer?: Transferable[]): void;
+};
+
+const backend = new CpuBackend("wasm");
+let model: Model | null = null;
+let data: Dataset | null = null;
+
+scope.onmessage = async (event) => {
+  const message = event.data;
+  if (message.type === "init") {
+    model = modelFromBytes(message.model);
+    data = message.data;
+    return;
+  }
+  try {
+    if (model === null || data === null) throw new Error("Trainer worker used before init");
+    const shard = subset(data, message.indices);
+    model.params.set(message.global);
+    const result = await backend.train(model, shard, {
+      ...message.options,
+      rng: new Rng(message.seed, message.stream),
+    });
+    const delta = new Float32Array(model.params.length);
+    const local = model.params;
+    const global = message.global;
+    for (let i = 0; i < delta.length; i++) delta[i] = local[i]! - global[i]!;
+    scope.postMessage(
+      { type: "trained", id: message.id, delta, loss: result.last.loss },
+      [delta.buffer],
+    );
+  } catch (error) {
+    scope.postMessage({
+      type: "failed",
+      id: message.id,
+      message: error instanceof Error ? error.message : String(error),
+    });
+  }
+};

@@ -60,7 +60,12 @@ export type _TrainReply =
 
 /** Thrown when a worker cannot be started or fails. */
 export class TrainerPoolError extends Error {
-  /** @param message What failed. */
+  /**
+   * Creates the error.
+   *
+   * @param message What failed.
+   * @param options The cause, if any.
+   */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "TrainerPoolError";

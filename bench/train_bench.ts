@@ -14,8 +14,12 @@
  *
  * ```sh
  * deno task bench                                  # every backend this machine has
- * deno run -A bench/train_bench.ts --backend cpu,cpu-reference --seconds 5
+ * deno run -A bench/train_bench.ts --backend cpu,cpu-reference --seconds 5 --workers 2
  * ```
+ *
+ * On the CPU engine it also trains whole clients (600 examples) on `--workers` workers at once
+ * (default one per core, up to 4), as `simulate({ parallel })` does, and gives the examples per
+ * second in all and the speedup over one engine.
  *
  * @module
  */
@@ -30,6 +34,7 @@ import {
   mnist2nn,
   Rng,
   subset,
+  TrainerPool,
 } from "../mod.ts";
 import { float32FromBytes, float32ToBytes } from "../lib/nn/codec.ts";
 
@@ -39,11 +44,18 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "3" },
     batch: { type: "string", default: "10,64" },
     backend: { type: "string" },
+    workers: { type: "string" },
   },
 });
 const seconds = Number(values.seconds);
 if (!(seconds > 0)) throw new RangeError(`--seconds must be positive, got ${values.seconds}`);
 const batches = values.batch.split(",").map(Number);
+const workers = values.workers === undefined
+  ? Math.max(1, Math.min(4, navigator.hardwareConcurrency ?? 1))
+  : Number(values.workers);
+if (!Number.isInteger(workers) || workers < 1) {
+  throw new RangeError(`--workers must be a positive integer, got ${values.workers}`);
+}
 const kinds = (values.backend ??
   ((await findAdapter()) === null ? "cpu,cpu-reference" : "cpu,cpu-reference,webgpu"))
   .split(",") as ("cpu" | "cpu-reference" | "webgpu")[];
@@ -67,6 +79,38 @@ async function trainThroughput(backend: Backend, batchSize: number): Promise<num
     examples += shard.n;
   } while ((performance.now() - started) / 1000 < seconds);
   return examples / ((performance.now() - started) / 1000);
+}
+
+/**
+ * Trains clients of 600 examples on `workers` workers at once (a {@linkcode TrainerPool}, as
+ * `simulate({ parallel })` does) until `seconds` pass; returns examples per second in all.
+ */
+async function clientsThroughput(workers: number, batchSize: number): Promise<number> {
+  const model = mnist2nn(0);
+  const pool = new TrainerPool(workers, model, data);
+  try {
+    const options = { epochs: 1, batchSize, lr: 0.01 };
+    const client = (c: number) =>
+      pool.train({
+        global: model.params,
+        indices: Uint32Array.from({ length: 600 }, (_, i) => (c * 600 + i) % data.n),
+        options,
+        seed: 0,
+        stream: [3, 1, c],
+      });
+    // Workers start and compile outside the clock.
+    await Promise.all(Array.from({ length: workers }, (_, c) => client(c)));
+    let examples = 0;
+    let next = 0;
+    const started = performance.now();
+    do {
+      await Promise.all(Array.from({ length: 2 * workers }, () => client(next++)));
+      examples += 2 * workers * 600;
+    } while ((performance.now() - started) / 1000 < seconds);
+    return examples / ((performance.now() - started) / 1000);
+  } finally {
+    pool.close();
+  }
 }
 
 /** Reduction and copy speeds, in params/s. */
@@ -160,12 +204,25 @@ for (const kind of kinds) {
     : await createBackend(kind);
   try {
     for (const batch of batches) {
+      const single = await trainThroughput(backend, batch);
       console.log(JSON.stringify({
         name: "train-2nn",
         backend: backend.kind,
         adapter: backend.device,
         batch,
-        samples_per_s: Math.round(await trainThroughput(backend, batch)),
+        samples_per_s: Math.round(single),
+      }));
+      if (kind !== "cpu" || workers < 2) continue;
+      const parallel = await clientsThroughput(workers, batch);
+      console.log(JSON.stringify({
+        name: "train-2nn-clients",
+        backend: backend.kind,
+        adapter: backend.device,
+        batch,
+        workers,
+        timed: "clients of 600 examples trained at once on the workers, examples/s in all",
+        samples_per_s: Math.round(parallel),
+        speedup_over_one: Math.round(parallel / single * 100) / 100,
       }));
     }
     const speeds = await reduceThroughput(backend);

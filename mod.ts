@@ -43,9 +43,13 @@ export {
 } from "./lib/nn/kernels.ts";
 export { Sgd, type SgdOptions } from "./lib/nn/optim.ts";
 export {
+  type BatchMetrics,
+  type BatchOptions,
   checkTrainingInputs,
   evaluate,
+  evaluateBatches,
   type Metrics,
+  sumBatches,
   train,
   type TrainOptions,
   type TrainResult,

@@ -10,7 +10,10 @@
 import type { Dataset } from "../data/dataset.ts";
 import { modelToBytes } from "../nn/codec.ts";
 import type { Model } from "../nn/model.ts";
-import type { TrainOptions } from "../nn/train.ts";
+import { type BatchMetrics, type Metrics, sumBatches, type TrainOptions } from "../nn/train.ts";
+
+/** Examples per forward pass of {@linkcode TrainerPool.evaluate}, as `evaluate`'s default. */
+const EVAL_BATCH = 1000;
 
 /** The local training settings a task carries. */
 export type TaskOptions = Pick<
@@ -45,17 +48,25 @@ export interface _WorkerInit {
   type: "init";
   model: Uint8Array;
   data: Dataset;
+  test: Dataset | null;
 }
 
 /** @internal A task sent to a worker. */
-export interface _TrainRequest extends TrainTask {
-  type: "train";
-  id: number;
-}
+export type _TrainRequest =
+  | TrainTask & { type: "train"; id: number }
+  | {
+    type: "evaluate";
+    id: number;
+    global: Float32Array;
+    batchSize: number;
+    from: number;
+    to: number;
+  };
 
 /** @internal A worker's answer. */
 export type _TrainReply =
   | { type: "trained"; id: number; delta: Float32Array; loss: number }
+  | { type: "evaluated"; id: number; batches: BatchMetrics }
   | { type: "failed"; id: number; message: string };
 
 /** Thrown when a worker cannot be started or fails. */
@@ -72,8 +83,12 @@ export class TrainerPoolError extends Error {
   }
 }
 
-/** Copies an array into shared memory (once per pool), so workers read it without copies. */
+/**
+ * The array in shared memory (copied there once per pool unless it already is), so workers
+ * read it without copies of their own.
+ */
 function shared<T extends Float32Array | Int32Array>(array: T): T {
+  if (array.buffer instanceof SharedArrayBuffer) return array;
   const buffer = new SharedArrayBuffer(array.byteLength);
   const copy = new (array.constructor as new (buffer: SharedArrayBuffer) => T)(buffer);
   copy.set(array);
@@ -82,12 +97,13 @@ function shared<T extends Float32Array | Int32Array>(array: T): T {
 
 interface Pending {
   task: _TrainRequest;
-  resolve: (client: TrainedClient) => void;
+  resolve: (reply: _TrainReply) => void;
   reject: (error: Error) => void;
 }
 
 /**
- * Workers that train clients of one model architecture on one dataset.
+ * Workers that train clients of one model architecture on one dataset, and score models on
+ * held-out data.
  *
  * @example Usage
  * ```ts ignore
@@ -101,6 +117,7 @@ export class TrainerPool {
   readonly #idle: Worker[] = [];
   readonly #queue: Pending[] = [];
   readonly #running = new Map<Worker, Pending>();
+  readonly #test: Dataset | null;
   #nextId = 1;
   #failure: TrainerPoolError | null = null;
 
@@ -110,10 +127,11 @@ export class TrainerPool {
    * @param size Workers, at least 1.
    * @param model Any model of the architecture to train (its parameters are not used).
    * @param data The training data the tasks' indices refer to.
+   * @param test Held-out data for {@linkcode TrainerPool.evaluate}.
    * @throws {TrainerPoolError} If a worker cannot be started (it needs read permission for
    *   its module where the module is a local file).
    */
-  constructor(size: number, model: Model, data: Dataset) {
+  constructor(size: number, model: Model, data: Dataset, test?: Dataset) {
     if (!Number.isInteger(size) || size < 1) {
       throw new RangeError(`Trainer pool size must be a positive integer, got ${size}`);
     }
@@ -121,7 +139,9 @@ export class TrainerPool {
       type: "init",
       model: modelToBytes(model),
       data: { ...data, x: shared(data.x), y: shared(data.y) },
+      test: test === undefined ? null : { ...test, x: shared(test.x), y: shared(test.y) },
     };
+    this.#test = init.test;
     const url = new URL("./train_worker.ts", import.meta.url);
     if (
       url.protocol === "file:" &&
@@ -163,13 +183,51 @@ export class TrainerPool {
    * @returns The client's update and loss.
    * @throws {TrainerPoolError} If the pool was closed or a worker failed.
    */
-  train(task: TrainTask): Promise<TrainedClient> {
+  async train(task: TrainTask): Promise<TrainedClient> {
+    const reply = await this.#run({ ...task, type: "train", id: this.#nextId++ });
+    if (reply.type !== "trained") throw new TrainerPoolError("Unexpected worker reply");
+    return { delta: reply.delta, loss: reply.loss };
+  }
+
+  /**
+   * Scores parameters on the held-out data, its batches of 1,000 split over the workers: the
+   * bits of `evaluate` (and the CPU backend's) on one thread.
+   *
+   * @param params The model's parameters.
+   * @returns Loss, accuracy and example count.
+   * @throws {Error} If the pool holds no held-out data.
+   * @throws {TrainerPoolError} If the pool was closed or a worker failed.
+   */
+  async evaluate(params: Float32Array): Promise<Metrics> {
+    const test = this.#test;
+    if (test === null) throw new Error("The trainer pool holds no held-out data");
+    const batches = Math.ceil(test.n / EVAL_BATCH);
+    const parts = Math.min(this.#workers.length, batches);
+    const replies = await Promise.all(Array.from({ length: parts }, (_, p) =>
+      this.#run({
+        type: "evaluate",
+        id: this.#nextId++,
+        global: params,
+        batchSize: EVAL_BATCH,
+        from: Math.floor(p * batches / parts),
+        to: Math.floor((p + 1) * batches / parts),
+      })));
+    return sumBatches(
+      replies.map((reply) => {
+        if (reply.type !== "evaluated") throw new TrainerPoolError("Unexpected worker reply");
+        return reply.batches;
+      }),
+      test.n,
+    );
+  }
+
+  #run(task: _TrainRequest): Promise<_TrainReply> {
     if (this.#failure !== null) return Promise.reject(this.#failure);
     if (this.#workers.length === 0) {
       return Promise.reject(new TrainerPoolError("The trainer pool is closed"));
     }
     return new Promise((resolve, reject) => {
-      this.#queue.push({ task: { ...task, type: "train", id: this.#nextId++ }, resolve, reject });
+      this.#queue.push({ task, resolve, reject });
       this.#dispatch();
     });
   }
@@ -188,8 +246,13 @@ export class TrainerPool {
     if (pending === undefined || pending.task.id !== reply.id) return;
     this.#running.delete(worker);
     this.#idle.push(worker);
-    if (reply.type === "trained") pending.resolve({ delta: reply.delta, loss: reply.loss });
-    else pending.reject(new TrainerPoolError(`Training a client failed: ${reply.message}`));
+    if (reply.type === "failed") {
+      pending.reject(
+        new TrainerPoolError(`A worker's ${pending.task.type} task failed: ${reply.message}`),
+      );
+    } else {
+      pending.resolve(reply);
+    }
     this.#dispatch();
   }
 

@@ -62,10 +62,11 @@ export interface SimulateOptions {
   /** Seed of every random choice (default 0). */
   seed?: number;
   /**
-   * Workers that train a round's clients at the same time (default 1: the backend trains them
-   * one after another). More than 1 needs the CPU Wasm engine as the backend (`"cpu"`) and
-   * permission to read this module's folder; the updates are folded in in client order, so
-   * every round has the same bits as with 1.
+   * Workers that train a round's clients at the same time and share the scoring of the test
+   * data (default 1: the backend trains the clients one after another). More than 1 needs the
+   * CPU Wasm engine as the backend (`"cpu"`) and permission to read this module's folder; the
+   * updates are folded in in client order and the test batches summed in order, so every round
+   * has the same bits as with 1.
    */
   parallel?: number;
 }
@@ -216,7 +217,7 @@ export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<R
             backend.device,
         );
       }
-      pool = new TrainerPool(parallel, model, trainData);
+      pool = new TrainerPool(parallel, model, trainData, testData);
     }
     const strategy = options.strategy ?? backend.createFedAvg();
     yield* _rounds(backend, strategy, model, { train: trainData, test: testData }, config, pool);
@@ -316,6 +317,8 @@ async function* _rounds(
     model.params.set(await strategy.finish());
     const metrics = testData === undefined
       ? { loss: NaN, accuracy: NaN }
+      : pool !== null
+      ? await pool.evaluate(model.params)
       : await backend.evaluate(model, testData);
     yield {
       round,

@@ -1,7 +1,8 @@
 /**
  * A worker of {@linkcode TrainerPool} (`parallel.ts`): it holds the model's architecture and
- * the training data (shared, not copied), and trains one client at a time on the CPU Wasm
- * engine, answering with the client's update. Not meant to be imported.
+ * the training and held-out data (shared, not copied), and trains one client at a time on the
+ * CPU Wasm engine, answering with the client's update, or scores a range of held-out batches.
+ * Not meant to be imported.
  *
  * @module
  */
@@ -9,6 +10,7 @@
 import { CpuBackend } from "../compute/backend.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { subset } from "../data/dataset.ts";
+import { wasmEvaluateBatches } from "../compute/cpu/train.ts";
 import { modelFromBytes } from "../nn/codec.ts";
 import type { Model } from "../nn/model.ts";
 import { Rng } from "../rng.ts";
@@ -22,16 +24,26 @@ const scope = self as unknown as {
 const backend = new CpuBackend("wasm");
 let model: Model | null = null;
 let data: Dataset | null = null;
+let test: Dataset | null = null;
 
 scope.onmessage = async (event) => {
   const message = event.data;
   if (message.type === "init") {
     model = modelFromBytes(message.model);
     data = message.data;
+    test = message.test;
     return;
   }
   try {
     if (model === null || data === null) throw new Error("Trainer worker used before init");
+    if (message.type === "evaluate") {
+      if (test === null) throw new Error("No held-out data");
+      model.params.set(message.global);
+      const { batchSize, from, to } = message;
+      const batches = wasmEvaluateBatches(model, test, { batchSize, from, to });
+      scope.postMessage({ type: "evaluated", id: message.id, batches });
+      return;
+    }
     const shard = subset(data, message.indices);
     model.params.set(message.global);
     const result = await backend.train(model, shard, {

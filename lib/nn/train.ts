@@ -242,28 +242,68 @@ export function train(model: Model, data: Dataset, options: TrainOptions): Train
   return { last, steps };
 }
 
+/** Options of {@linkcode evaluateBatches}. */
+export interface BatchOptions {
+  /** Examples per forward pass (default 1000). */
+  batchSize?: number;
+  /** The first batch to score (default 0). */
+  from?: number;
+  /** The batch after the last one to score (default every batch: `ceil(n / batchSize)`). */
+  to?: number;
+}
+
+/** Per-batch results of an evaluation, in batch order. */
+export interface BatchMetrics {
+  /** Each batch's sum of per-example losses (float64). */
+  lossSums: Float64Array;
+  /** Each batch's number of correct predictions. */
+  correct: Uint32Array;
+}
+
 /**
- * Mean softmax cross-entropy and accuracy of `model` on `data`.
+ * Checks a {@linkcode BatchOptions} against `data` and returns the batch size and range.
+ *
+ * @throws {RangeError} If the batch size is not a positive integer or the range is not one of
+ *   whole batches within the data.
+ */
+export function batchRange(
+  model: Model,
+  data: Dataset,
+  options: BatchOptions,
+): { batch: number; from: number; to: number } {
+  const { batchSize = 1000 } = options;
+  checkTrainingInputs(model, data, { "Batch size": batchSize });
+  const batches = Math.ceil(data.n / batchSize);
+  const { from = 0, to = batches } = options;
+  if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to < from || to > batches) {
+    throw new RangeError(`Batches [${from}, ${to}) are not within the data's ${batches}`);
+  }
+  return { batch: Math.min(batchSize, Math.max(data.n, 1)), from, to };
+}
+
+/**
+ * Scores batches `[from, to)` of `data` (batch `k` is examples `k * batchSize` onwards): the
+ * pieces {@linkcode evaluate} sums, so that parts scored apart (on several workers, say) and
+ * summed in order by {@linkcode sumBatches} give its bits.
  *
  * @param model The model.
  * @param data Examples to score.
- * @param options `batchSize` of the forward passes (default 1000; memory only, same result).
- * @returns Loss, accuracy and example count (NaN loss and accuracy for an empty dataset).
- * @throws {RangeError} If the data does not fit the model.
+ * @param options The batch size and the range of batches.
+ * @returns Each batch's loss sum and correct count.
+ * @throws {RangeError} If the data does not fit the model, or the range is not in the data.
  */
-export function evaluate(
+export function evaluateBatches(
   model: Model,
   data: Dataset,
-  options: { batchSize?: number } = {},
-): Metrics {
-  const { batchSize = 1000 } = options;
-  checkTrainingInputs(model, data, { "Batch size": batchSize });
-  if (data.n === 0) return { loss: NaN, accuracy: NaN, examples: 0 };
-  const batch = Math.min(batchSize, data.n);
+  options: BatchOptions = {},
+): BatchMetrics {
+  const { batch, from, to } = batchRange(model, data, options);
+  const lossSums = new Float64Array(to - from);
+  const correct = new Uint32Array(to - from);
+  if (to === from) return { lossSums, correct };
   const ws = new _Workspace(model, batch, { training: false });
-  let lossSum = 0;
-  let correct = 0;
-  for (let start = 0; start < data.n; start += batch) {
+  for (let k = from; k < to; k++) {
+    const start = k * batch;
     const rows = Math.min(batch, data.n - start);
     ws.acts[0]!.set(data.x.subarray(start * data.features, (start + rows) * data.features));
     const logits = ws.forward(model, rows);
@@ -274,8 +314,45 @@ export function evaluate(
       rows,
       model.outputSize,
     );
-    lossSum += step.lossSum;
-    correct += step.correct;
+    lossSums[k - from] = step.lossSum;
+    correct[k - from] = step.correct;
   }
-  return { loss: lossSum / data.n, accuracy: correct / data.n, examples: data.n };
+  return { lossSums, correct };
+}
+
+/**
+ * Sums per-batch results in order into {@linkcode Metrics}, as {@linkcode evaluate} does.
+ *
+ * @param parts Consecutive ranges of batches, in order.
+ * @param examples The number of examples they cover.
+ * @returns Loss, accuracy and example count (NaN loss and accuracy for no examples).
+ */
+export function sumBatches(parts: BatchMetrics[], examples: number): Metrics {
+  if (examples === 0) return { loss: NaN, accuracy: NaN, examples: 0 };
+  let lossSum = 0;
+  let correct = 0;
+  for (const part of parts) {
+    for (let k = 0; k < part.lossSums.length; k++) {
+      lossSum += part.lossSums[k]!;
+      correct += part.correct[k]!;
+    }
+  }
+  return { loss: lossSum / examples, accuracy: correct / examples, examples };
+}
+
+/**
+ * Mean softmax cross-entropy and accuracy of `model` on `data`.
+ *
+ * @param model The model.
+ * @param data Examples to score.
+ * @param options `batchSize` of the forward passes (default 1000).
+ * @returns Loss, accuracy and example count (NaN loss and accuracy for an empty dataset).
+ * @throws {RangeError} If the data does not fit the model.
+ */
+export function evaluate(
+  model: Model,
+  data: Dataset,
+  options: { batchSize?: number } = {},
+): Metrics {
+  return sumBatches([evaluateBatches(model, data, options)], data.n);
 }

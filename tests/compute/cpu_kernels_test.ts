@@ -1,6 +1,11 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { WasmFedAvg } from "../../lib/compute/cpu/fedavg.ts";
-import { runsOnKernels, wasmEvaluate, wasmTrain } from "../../lib/compute/cpu/train.ts";
+import {
+  runsOnKernels,
+  wasmEvaluate,
+  wasmEvaluateBatches,
+  wasmTrain,
+} from "../../lib/compute/cpu/train.ts";
 import { heap, wasm } from "../../lib/compute/cpu/wasm.ts";
 import { float32FromBytes, float32ToBytes } from "../../lib/nn/codec.ts";
 import { buildKernels, WASM_PATH } from "../../tools/build_wasm.ts";
@@ -12,6 +17,7 @@ import {
   type Dataset,
   Dense,
   evaluate,
+  evaluateBatches,
   FedAvg,
   type Model,
   relu,
@@ -89,6 +95,14 @@ Deno.test("wasmTrain gives the reference train's bits on odd shapes and options"
           wasmEvaluate(fast, data, { batchSize: 5 }),
           evaluate(reference, data, { batchSize: 5 }),
         );
+        // 53 examples in batches of 5: 11, the last of 3.
+        for (const [from, to] of [[0, 11], [3, 7], [10, 11], [4, 4]]) {
+          deepStrictEqual(
+            wasmEvaluateBatches(fast, data, { batchSize: 5, from, to }),
+            evaluateBatches(reference, data, { batchSize: 5, from, to }),
+            `${what}, batches [${from}, ${to})`,
+          );
+        }
       }
     }
   });

@@ -12,6 +12,7 @@ import {
   createDataset,
   type Dataset,
   Dense,
+  evaluate,
   partition,
   relu,
   Rng,
@@ -307,4 +308,31 @@ Deno.test("parallel training without read permission fails with a clear TrainerP
       new URL("../../lib/fl/train_worker.ts", import.meta.url).pathname
     } (run with --allow-read)`,
   );
+});
+
+Deno.test("TrainerPool.evaluate splits the batches over workers and keeps evaluate's bits", async () => {
+  const model = smallModel();
+  const data = blobs(60, 11);
+  for (const [n, workers] of [[2500, 2], [2500, 3], [3000, 4], [999, 2], [0, 2]] as const) {
+    const test = n === 0
+      ? createDataset(new Float32Array(0), new Int32Array(0), {
+        features: 4,
+        classes: 3,
+      })
+      : blobs(n, 12 + n);
+    const pool = new TrainerPool(workers, model, data, test);
+    try {
+      const got = await pool.evaluate(model.params);
+      const want = evaluate(model, test);
+      deepStrictEqual(got, want, `${n} examples, ${workers} workers`);
+    } finally {
+      pool.close();
+    }
+  }
+  const pool = new TrainerPool(1, model, data);
+  try {
+    await rejects(pool.evaluate(model.params), /no held-out data/);
+  } finally {
+    pool.close();
+  }
 });

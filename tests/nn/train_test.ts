@@ -5,12 +5,14 @@ import {
   type Dataset,
   Dense,
   evaluate,
+  evaluateBatches,
   type Metrics,
   type Model,
   relu,
   Rng,
   softmax,
   subset,
+  sumBatches,
   train,
   type TrainOptions,
 } from "../../mod.ts";
@@ -263,4 +265,27 @@ Deno.test("evaluate() of a chain without softmax scores its outputs as logits", 
   const metrics = evaluate(model, data);
   strictEqual(metrics.accuracy, ref.accuracy);
   assertAllClose([metrics.loss], [ref.loss], { rtol: 1e-6, atol: 1e-6 }, "loss");
+});
+
+Deno.test("evaluateBatches() pieces summed in order by sumBatches() give evaluate()'s bits", () => {
+  const model = blobModel();
+  const data = smallData(9, 23);
+  const whole = evaluate(model, data, { batchSize: 3 });
+  // Batches of 3 over 23 examples: 8, the last of 2.
+  const pieces = [[0, 2], [2, 2], [2, 5], [5, 8]].map(([from, to]) =>
+    evaluateBatches(model, data, { batchSize: 3, from, to })
+  );
+  deepStrictEqual(pieces.map((p) => p.lossSums.length), [2, 0, 3, 3]);
+  deepStrictEqual(sumBatches(pieces, data.n), whole);
+  // Each batch's numbers are that batch's own evaluation.
+  const last = evaluate(model, subset(data, [21, 22]));
+  strictEqual(pieces[3]!.lossSums[2]! / 2, last.loss);
+  strictEqual(pieces[3]!.correct[2]! / 2, last.accuracy);
+  for (const [from, to] of [[-1, 2], [3, 2], [0, 9], [0.5, 2]]) {
+    assertThrowsWith(
+      () => evaluateBatches(model, data, { batchSize: 3, from, to }),
+      RangeError,
+      `Batches [${from}, ${to}) are not within the data's 8`,
+    );
+  }
 });

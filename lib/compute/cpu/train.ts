@@ -16,9 +16,13 @@ import type { DenseLayer } from "../../nn/layers.ts";
 import type { Model } from "../../nn/model.ts";
 import { Sgd } from "../../nn/optim.ts";
 import {
+  type BatchMetrics,
+  type BatchOptions,
+  batchRange,
   checkTrainingInputs,
-  evaluate,
+  evaluateBatches,
   type Metrics,
+  sumBatches,
   train,
   type TrainOptions,
   type TrainResult,
@@ -313,25 +317,25 @@ export function wasmTrain(model: Model, data: Dataset, options: TrainOptions): T
 }
 
 /**
- * Mean softmax cross-entropy and accuracy of `model` on `data` on the Wasm SIMD kernels: the
- * contract and the bits of the reference `evaluate` (see `lib/nn/train.ts`).
+ * {@linkcode evaluateBatches} on the Wasm SIMD kernels: the same per-batch loss sums and
+ * correct counts, bit for bit.
  *
  * @param model The model.
  * @param data Examples to score.
- * @param options `batchSize` of the forward passes (default 1000; memory only, same result).
- * @returns Loss, accuracy and example count (NaN loss and accuracy for an empty dataset).
- * @throws {RangeError} If the data does not fit the model.
+ * @param options The batch size and the range of batches.
+ * @returns Each batch's loss sum and correct count.
+ * @throws {RangeError} If the data does not fit the model, or the range is not in the data.
  */
-export function wasmEvaluate(
+export function wasmEvaluateBatches(
   model: Model,
   data: Dataset,
-  options: { batchSize?: number } = {},
-): Metrics {
-  if (!runsOnKernels(model)) return evaluate(model, data, options);
-  const { batchSize = 1000 } = options;
-  checkTrainingInputs(model, data, { "Batch size": batchSize });
-  if (data.n === 0) return { loss: NaN, accuracy: NaN, examples: 0 };
-  const batch = Math.min(batchSize, data.n);
+  options: BatchOptions = {},
+): BatchMetrics {
+  if (!runsOnKernels(model)) return evaluateBatches(model, data, options);
+  const { batch, from, to } = batchRange(model, data, options);
+  const lossSums = new Float64Array(to - from);
+  const correct = new Uint32Array(to - from);
+  if (to === from) return { lossSums, correct };
   const classes = model.outputSize;
   const ws = new Workspace(model, batch, { training: false, momentum: false });
   try {
@@ -339,9 +343,8 @@ export function wasmEvaluate(
     const f = data.features;
     const inStride = ws.strides[0]! / 4;
     const logits = new Float32Array(batch * classes);
-    let lossSum = 0;
-    let correct = 0;
-    for (let start = 0; start < data.n; start += batch) {
+    for (let k = from; k < to; k++) {
+      const start = k * batch;
       const rows = Math.min(batch, data.n - start);
       const input = new Float32Array(heap.buffer, ws.acts[0]!, rows * inStride);
       for (let r = 0; r < rows; r++) {
@@ -356,11 +359,29 @@ export function wasmEvaluate(
         rows,
         classes,
       );
-      lossSum += step.lossSum;
-      correct += step.correct;
+      lossSums[k - from] = step.lossSum;
+      correct[k - from] = step.correct;
     }
-    return { loss: lossSum / data.n, accuracy: correct / data.n, examples: data.n };
+    return { lossSums, correct };
   } finally {
     ws.free();
   }
+}
+
+/**
+ * Mean softmax cross-entropy and accuracy of `model` on `data` on the Wasm SIMD kernels: the
+ * contract and the bits of the reference `evaluate` (see `lib/nn/train.ts`).
+ *
+ * @param model The model.
+ * @param data Examples to score.
+ * @param options `batchSize` of the forward passes (default 1000).
+ * @returns Loss, accuracy and example count (NaN loss and accuracy for an empty dataset).
+ * @throws {RangeError} If the data does not fit the model.
+ */
+export function wasmEvaluate(
+  model: Model,
+  data: Dataset,
+  options: { batchSize?: number } = {},
+): Metrics {
+  return sumBatches([wasmEvaluateBatches(model, data, options)], data.n);
 }

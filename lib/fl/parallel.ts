@@ -7,6 +7,7 @@
  * @module
  */
 
+import { fileURLToPath } from "node:url";
 import type { Dataset } from "../data/dataset.ts";
 import { modelToBytes } from "../nn/codec.ts";
 import type { Model } from "../nn/model.ts";
@@ -135,6 +136,15 @@ export class TrainerPool {
     if (!Number.isInteger(size) || size < 1) {
       throw new RangeError(`Trainer pool size must be a positive integer, got ${size}`);
     }
+    const url = new URL("./train_worker.ts", import.meta.url);
+    if (
+      url.protocol === "file:" &&
+      Deno.permissions.querySync({ name: "read", path: url }).state !== "granted"
+    ) {
+      throw new TrainerPoolError(
+        `Parallel training needs read permission for ${fileURLToPath(url)} (run with --allow-read)`,
+      );
+    }
     const init: _WorkerInit = {
       type: "init",
       model: modelToBytes(model),
@@ -142,15 +152,6 @@ export class TrainerPool {
       test: test === undefined ? null : { ...test, x: shared(test.x), y: shared(test.y) },
     };
     this.#test = init.test;
-    const url = new URL("./train_worker.ts", import.meta.url);
-    if (
-      url.protocol === "file:" &&
-      Deno.permissions.querySync({ name: "read", path: url }).state !== "granted"
-    ) {
-      throw new TrainerPoolError(
-        `Parallel training needs read permission for ${url.pathname} (run with --allow-read)`,
-      );
-    }
     try {
       for (let i = 0; i < size; i++) {
         const worker = new Worker(url.href, { type: "module" });

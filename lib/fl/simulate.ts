@@ -261,7 +261,6 @@ async function* _rounds(
     alpha,
     shardsPerClient,
   }, new Rng(seed, [STREAM.partition]));
-  const clientData = parts.map((indices) => subset(trainData, indices));
   const local = model.clone();
   const update = new Float32Array(model.params.length);
 
@@ -287,29 +286,30 @@ async function* _rounds(
     // A failing round leaves no promise unobserved.
     trained?.forEach((promise) => promise?.catch(() => {}));
     for (const [i, client] of sampled.entries()) {
-      const shard = clientData[client]!;
-      if (shard.n === 0) continue;
+      const n = parts[client]!.length;
+      if (n === 0) continue;
+      let delta: Float32Array;
+      let loss: number;
       const pending = trained?.[i];
       if (pending) {
-        const { delta, loss } = await pending;
-        strategy.accumulate(delta, shard.n);
-        examples += shard.n;
-        trainLossSum += loss * shard.n;
-        continue;
+        ({ delta, loss } = await pending);
+      } else {
+        local.params.set(model.params);
+        const result = await backend.train(local, subset(trainData, parts[client]!), {
+          epochs,
+          batchSize,
+          lr,
+          momentum,
+          weightDecay,
+          rng: new Rng(seed, [STREAM.train, round, client]),
+        });
+        for (let j = 0; j < update.length; j++) update[j] = local.params[j]! - model.params[j]!;
+        delta = update;
+        loss = result.last.loss;
       }
-      local.params.set(model.params);
-      const result = await backend.train(local, shard, {
-        epochs,
-        batchSize,
-        lr,
-        momentum,
-        weightDecay,
-        rng: new Rng(seed, [STREAM.train, round, client]),
-      });
-      for (let i = 0; i < update.length; i++) update[i] = local.params[i]! - model.params[i]!;
-      strategy.accumulate(update, shard.n);
-      examples += shard.n;
-      trainLossSum += result.last.loss * shard.n;
+      strategy.accumulate(delta, n);
+      examples += n;
+      trainLossSum += loss * n;
     }
     if (strategy.count === 0) {
       throw new RangeError(`Round ${round} sampled only clients without data`);

@@ -298,17 +298,40 @@ export function evaluateBatches(
   options: BatchOptions = {},
 ): BatchMetrics {
   const { batch, from, to } = batchRange(model, data, options);
+  if (to === from) return { lossSums: new Float64Array(0), correct: new Uint32Array(0) };
+  const ws = new _Workspace(model, batch, { training: false });
+  return scoreBatches(model, data, batch, from, to, (start, rows) => {
+    ws.acts[0]!.set(data.x.subarray(start * data.features, (start + rows) * data.features));
+    return ws.forward(model, rows);
+  });
+}
+
+/**
+ * Scores batches `[from, to)` of `batch` examples given an engine's forward pass.
+ *
+ * @param model The model (for its number of outputs).
+ * @param data The examples.
+ * @param batch Examples a batch.
+ * @param from The first batch.
+ * @param to The batch after the last.
+ * @param forward Returns the logits of `rows` examples from example `start`, row-major.
+ * @returns Each batch's loss sum and correct count.
+ */
+export function scoreBatches(
+  model: Model,
+  data: Dataset,
+  batch: number,
+  from: number,
+  to: number,
+  forward: (start: number, rows: number) => Float32Array,
+): BatchMetrics {
   const lossSums = new Float64Array(to - from);
   const correct = new Uint32Array(to - from);
-  if (to === from) return { lossSums, correct };
-  const ws = new _Workspace(model, batch, { training: false });
   for (let k = from; k < to; k++) {
     const start = k * batch;
     const rows = Math.min(batch, data.n - start);
-    ws.acts[0]!.set(data.x.subarray(start * data.features, (start + rows) * data.features));
-    const logits = ws.forward(model, rows);
     const step = softmaxCrossEntropy(
-      logits,
+      forward(start, rows),
       data.y.subarray(start, start + rows),
       null,
       rows,

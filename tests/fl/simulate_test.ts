@@ -6,6 +6,7 @@ import {
   strictEqual,
   throws,
 } from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import {
   Chain,
   CpuBackend,
@@ -305,7 +306,7 @@ Deno.test("parallel training without read permission fails with a clear TrainerP
   strictEqual(
     out.trim(),
     `TrainerPoolError: Parallel training needs read permission for ${
-      new URL("../../lib/fl/train_worker.ts", import.meta.url).pathname
+      fileURLToPath(new URL("../../lib/fl/train_worker.ts", import.meta.url))
     } (run with --allow-read)`,
   );
 });

@@ -22,6 +22,7 @@ import {
   checkTrainingInputs,
   evaluateBatches,
   type Metrics,
+  scoreBatches,
   sumBatches,
   train,
   type TrainOptions,
@@ -333,9 +334,7 @@ export function wasmEvaluateBatches(
 ): BatchMetrics {
   if (!runsOnKernels(model)) return evaluateBatches(model, data, options);
   const { batch, from, to } = batchRange(model, data, options);
-  const lossSums = new Float64Array(to - from);
-  const correct = new Uint32Array(to - from);
-  if (to === from) return { lossSums, correct };
+  if (to === from) return { lossSums: new Float64Array(0), correct: new Uint32Array(0) };
   const classes = model.outputSize;
   const ws = new Workspace(model, batch, { training: false, momentum: false });
   try {
@@ -343,26 +342,15 @@ export function wasmEvaluateBatches(
     const f = data.features;
     const inStride = ws.strides[0]! / 4;
     const logits = new Float32Array(batch * classes);
-    for (let k = from; k < to; k++) {
-      const start = k * batch;
-      const rows = Math.min(batch, data.n - start);
+    return scoreBatches(model, data, batch, from, to, (start, rows) => {
       const input = new Float32Array(heap.buffer, ws.acts[0]!, rows * inStride);
       for (let r = 0; r < rows; r++) {
         input.set(data.x.subarray((start + r) * f, (start + r + 1) * f), r * inStride);
       }
       ws.forward(rows);
       readLogits(ws, rows, classes, logits);
-      const step = softmaxCrossEntropy(
-        logits,
-        data.y.subarray(start, start + rows),
-        null,
-        rows,
-        classes,
-      );
-      lossSums[k - from] = step.lossSum;
-      correct[k - from] = step.correct;
-    }
-    return { lossSums, correct };
+      return logits;
+    });
   } finally {
     ws.free();
   }

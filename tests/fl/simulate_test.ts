@@ -292,6 +292,19 @@ Deno.test("TrainerPool trains like the backend, reports a failed task and keeps 
     /closed/,
   );
   throws(() => new TrainerPool(0, model, data), /positive integer/);
+  // Closing rejects what is queued or running; nothing is left pending.
+  const closing = new TrainerPool(1, model, data);
+  const queued = [1, 2, 3].map((c) =>
+    closing.train({
+      global: model.params,
+      indices: Uint32Array.of(c, c + 1),
+      options: { lr: 0.1 },
+      seed: 0,
+      stream: [STREAM.train, 1, c],
+    })
+  );
+  closing.close();
+  for (const task of queued) await rejects(task, /closed/);
 });
 
 Deno.test("parallel training without read permission fails with a clear TrainerPoolError", async () => {

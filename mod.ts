@@ -121,6 +121,7 @@ export type { Strategy } from "./lib/fl/strategy.ts";
 export { FedAvg, type FedAvgOptions } from "./lib/fl/fedavg.ts";
 export { type RoundRecord, simulate, type SimulateOptions, STREAM } from "./lib/fl/simulate.ts";
 export {
+  type PoolData,
   type TaskOptions,
   type TrainedClient,
   TrainerPool,

@@ -87,7 +87,7 @@ async function trainThroughput(backend: Backend, batchSize: number): Promise<num
  */
 async function clientsThroughput(workers: number, batchSize: number): Promise<number> {
   const model = mnist2nn(0);
-  const pool = new TrainerPool(workers, model, data);
+  const pool = new TrainerPool(workers, model, { train: data });
   try {
     const options = { epochs: 1, batchSize, lr: 0.01 };
     const client = (c: number) =>

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type Backend, type BackendKind, createBackend } from "../compute/backend.ts";
+import { type Backend, type BackendKind, CpuBackend, createBackend } from "../compute/backend.ts";
 import { loadCsv } from "../data/csv.ts";
 import { type Dataset, subset } from "../data/dataset.ts";
 import { loadMnist } from "../data/mnist.ts";
@@ -30,7 +30,14 @@ import {
   parseFlags,
   UsageError,
 } from "./args.ts";
-import { formatTable, type Output, PAPER_2NN_LR, PARTITIONS, percent } from "./simulate.ts";
+import {
+  defaultParallel,
+  formatTable,
+  type Output,
+  PAPER_2NN_LR,
+  PARTITIONS,
+  percent,
+} from "./simulate.ts";
 
 type _Values = Record<string, string | boolean | string[] | undefined>;
 
@@ -170,6 +177,12 @@ const SERVER_FLAGS: Record<string, FlagSpec> = {
   },
   "client-eval": { type: "boolean", help: "Have each round's clients score the new model" },
   backend: { type: "string", value: "B", help: "Evaluation engine: cpu | auto | webgpu (cpu)" },
+  parallel: {
+    type: "string",
+    value: "W",
+    help: "Workers scoring the test data after each round, on the CPU engine; same results " +
+      "(default one per core, up to 4)",
+  },
   help: { type: "boolean", short: "h", help: "Show this help" },
 };
 
@@ -237,6 +250,9 @@ export async function serverCommand(argv: string[], out: Output): Promise<number
   const port = numberFlag(values, "port", 3000, "int>=0");
   const hidden = parseHidden(_string(values, "hidden") ?? "200,200");
   const backend = choiceFlag(values, "backend", ["cpu", "auto", "webgpu"] as const);
+  const parallelFlag = values.parallel === undefined
+    ? null
+    : numberFlag(values, "parallel", 1, "int>0");
   const checkpoint = _string(values, "checkpoint");
   if (values.resume && checkpoint === undefined) {
     throw new UsageError("--resume needs --checkpoint PATH");
@@ -253,6 +269,8 @@ export async function serverCommand(argv: string[], out: Output): Promise<number
   await Deno.writeTextFile(fingerprintOut, key.fingerprint + "\n");
   out.line(`${created ? "created" : "loaded"} server key ${key.fingerprint} (${keyFile})`);
   const evalBackend = await createBackend(backend);
+  const onWasm = evalBackend instanceof CpuBackend && evalBackend.engine === "wasm";
+  const parallel = parallelFlag ?? (onWasm ? defaultParallel() : 1);
   const server = await FederatedServer.start({
     model,
     staticKey: key,
@@ -270,6 +288,7 @@ export async function serverCommand(argv: string[], out: Output): Promise<number
     lr,
     seed,
     backend: evalBackend,
+    parallel,
     ...(data.test === undefined ? {} : { test: data.test }),
     ...(checkpoint === undefined ? {} : { checkpoint, resume: values.resume === true }),
     ...(metricsOut === undefined ? {} : { metricsOut }),
@@ -282,7 +301,10 @@ export async function serverCommand(argv: string[], out: Output): Promise<number
   out.line(
     `model ${model} (${model.params.length} parameters); ${rounds} rounds, C=${fraction}, ` +
       `E=${epochs}, B=${batchSize}, lr=${lr}, seed ${seed}; evaluation on ${data.name} ` +
-      `(${evalBackend.kind})` + (resumedAt > 0 ? `; resumed after round ${resumedAt}` : ""),
+      `(${evalBackend.kind}${
+        parallel > 1 && data.test !== undefined ? `, ${parallel} workers` : ""
+      })` +
+      (resumedAt > 0 ? `; resumed after round ${resumedAt}` : ""),
   );
   if (server.round < rounds) out.line(`waiting for ${minClients} client(s)`);
   const started = performance.now();

@@ -48,8 +48,16 @@ export interface TrainedClient {
 export interface _WorkerInit {
   type: "init";
   model: Uint8Array;
-  data: Dataset;
+  train: Dataset | null;
   test: Dataset | null;
+}
+
+/** The data a {@linkcode TrainerPool} holds. */
+export interface PoolData {
+  /** Training data, which the tasks' indices refer to. */
+  train?: Dataset;
+  /** Held-out data for {@linkcode TrainerPool.evaluate}. */
+  test?: Dataset;
 }
 
 /** @internal A task sent to a worker. */
@@ -84,6 +92,11 @@ export class TrainerPoolError extends Error {
   }
 }
 
+/** The dataset with its arrays in shared memory (see `shared`), or null. */
+function sharedData(data: Dataset | undefined): Dataset | null {
+  return data === undefined ? null : { ...data, x: shared(data.x), y: shared(data.y) };
+}
+
 /**
  * The array in shared memory (copied there once per pool unless it already is), so workers
  * read it without copies of their own.
@@ -108,7 +121,7 @@ interface Pending {
  *
  * @example Usage
  * ```ts ignore
- * const pool = new TrainerPool(2, model, train);
+ * const pool = new TrainerPool(2, model, { train, test });
  * const { delta } = await pool.train({ global: model.params, indices, options, seed, stream });
  * pool.close();
  * ```
@@ -127,12 +140,11 @@ export class TrainerPool {
    *
    * @param size Workers, at least 1.
    * @param model Any model of the architecture to train (its parameters are not used).
-   * @param data The training data the tasks' indices refer to.
-   * @param test Held-out data for {@linkcode TrainerPool.evaluate}.
+   * @param data The training data the tasks' indices refer to, and held-out data to score.
    * @throws {TrainerPoolError} If a worker cannot be started (it needs read permission for
    *   its module where the module is a local file).
    */
-  constructor(size: number, model: Model, data: Dataset, test?: Dataset) {
+  constructor(size: number, model: Model, data: PoolData) {
     if (!Number.isInteger(size) || size < 1) {
       throw new RangeError(`Trainer pool size must be a positive integer, got ${size}`);
     }
@@ -148,8 +160,8 @@ export class TrainerPool {
     const init: _WorkerInit = {
       type: "init",
       model: modelToBytes(model),
-      data: { ...data, x: shared(data.x), y: shared(data.y) },
-      test: test === undefined ? null : { ...test, x: shared(test.x), y: shared(test.y) },
+      train: sharedData(data.train),
+      test: sharedData(data.test),
     };
     this.#test = init.test;
     try {

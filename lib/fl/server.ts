@@ -16,7 +16,7 @@
  * @module
  */
 
-import { type Backend, type BackendKind, createBackend } from "../compute/backend.ts";
+import { type Backend, type BackendKind, CpuBackend, createBackend } from "../compute/backend.ts";
 import type { Dataset } from "../data/dataset.ts";
 import type { SecureChannel } from "../net/channel.ts";
 import { ChannelError } from "../net/errors.ts";
@@ -35,6 +35,7 @@ import {
   type UpdateMessage,
 } from "./protocol.ts";
 import { sampleClients, STREAM } from "./simulate.ts";
+import { TrainerPool } from "./parallel.ts";
 import type { Strategy } from "./strategy.ts";
 
 /** Options of {@linkcode FederatedServer.start}. */
@@ -79,6 +80,12 @@ export interface ServerOptions {
   backend?: Backend | BackendKind;
   /** Held-out data scored after every round. */
   test?: Dataset;
+  /**
+   * Workers that score `test` after every round, its batches split between them (default 1:
+   * the backend scores it). More than 1 needs the CPU Wasm engine as the backend and read
+   * permission for `lib/fl/`; the scores keep their bits.
+   */
+  parallel?: number;
   /** Stop once the test accuracy reaches this. */
   target?: number;
   /** Ask the round's clients to score the new model on their own data after each round. */
@@ -448,6 +455,8 @@ export class FederatedServer {
   #clientWaiters: (() => void)[] = [];
   #backend: Backend;
   #ownBackend: boolean;
+  /** Workers scoring the held-out data, where `parallel` asks for them. */
+  #scorers: TrainerPool | null;
   #strategy: Strategy;
   #log: (line: string) => void;
   #closed = false;
@@ -458,6 +467,7 @@ export class FederatedServer {
     settings: _Settings,
     listener: Deno.Listener,
     backend: Backend,
+    scorers: TrainerPool | null,
     state: { model: Model; round: number; task: number; records: Record<string, unknown>[] },
   ) {
     this.#options = options;
@@ -469,6 +479,7 @@ export class FederatedServer {
     this.fingerprint = options.staticKey.fingerprint;
     this.#backend = backend;
     this.#ownBackend = typeof options.backend !== "object";
+    this.#scorers = scorers;
     this.#strategy = options.strategy ?? backend.createFedAvg();
     this.#model = state.model;
     this.#round = state.round;
@@ -490,6 +501,11 @@ export class FederatedServer {
    */
   static async start(options: ServerOptions): Promise<FederatedServer> {
     const settings = _settings(options);
+    const parallel = options.parallel ?? 1;
+    _check(
+      Number.isInteger(parallel) && parallel >= 1,
+      `Parallel workers must be a positive integer, got ${parallel}`,
+    );
     let state = {
       model: options.model,
       round: 0,
@@ -519,11 +535,28 @@ export class FederatedServer {
     const backend = typeof options.backend === "object"
       ? options.backend
       : await createBackend(options.backend ?? "cpu");
-    const listener = Deno.listen({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port ?? 3000,
-    });
-    return new FederatedServer(options, settings, listener, backend, state);
+    let scorers: TrainerPool | null = null;
+    let listener: Deno.Listener | null = null;
+    try {
+      if (parallel > 1 && options.test !== undefined) {
+        if (!(backend instanceof CpuBackend && backend.engine === "wasm")) {
+          throw new RangeError(
+            `Parallel scoring runs on the CPU Wasm engine; the backend is ${backend.kind}: ` +
+              backend.device,
+          );
+        }
+        scorers = new TrainerPool(parallel, options.model, { test: options.test });
+      }
+      listener = Deno.listen({
+        hostname: options.hostname ?? "127.0.0.1",
+        port: options.port ?? 3000,
+      });
+    } catch (error) {
+      scorers?.close();
+      if (typeof options.backend !== "object") backend.dispose();
+      throw error;
+    }
+    return new FederatedServer(options, settings, listener, backend, scorers, state);
   }
 
   /** The global model (updated in place after every round). */
@@ -708,6 +741,8 @@ export class FederatedServer {
         this.#model.params.set(await this.#strategy.finish());
         const metrics = this.#options.test === undefined
           ? { loss: NaN, accuracy: NaN }
+          : this.#scorers !== null
+          ? await this.#scorers.evaluate(this.#model.params)
           : await this.#backend.evaluate(this.#model, this.#options.test);
         const clientMetrics = this.#options.clientEval
           ? await this.#clientEvaluation(result.delivered)
@@ -893,6 +928,7 @@ export class FederatedServer {
       client.close("server closed");
     }));
     await Promise.all(admitting.map(([, admission]) => admission));
+    this.#scorers?.close();
     if (this.#ownBackend) this.#backend.dispose();
   }
 }

@@ -217,7 +217,7 @@ export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<R
             backend.device,
         );
       }
-      pool = new TrainerPool(parallel, model, trainData, testData);
+      pool = new TrainerPool(parallel, model, { train: trainData, test: testData });
     }
     const strategy = options.strategy ?? backend.createFedAvg();
     yield* _rounds(backend, strategy, model, { train: trainData, test: testData }, config, pool);

@@ -23,19 +23,19 @@ const scope = self as unknown as {
 
 const backend = new CpuBackend("wasm");
 let model: Model | null = null;
-let data: Dataset | null = null;
+let train: Dataset | null = null;
 let test: Dataset | null = null;
 
 scope.onmessage = async (event) => {
   const message = event.data;
   if (message.type === "init") {
     model = modelFromBytes(message.model);
-    data = message.data;
+    train = message.train;
     test = message.test;
     return;
   }
   try {
-    if (model === null || data === null) throw new Error("Trainer worker used before init");
+    if (model === null) throw new Error("Trainer worker used before init");
     if (message.type === "evaluate") {
       if (test === null) throw new Error("No held-out data");
       model.params.set(message.global);
@@ -44,7 +44,8 @@ scope.onmessage = async (event) => {
       scope.postMessage({ type: "evaluated", id: message.id, batches });
       return;
     }
-    const shard = subset(data, message.indices);
+    if (train === null) throw new Error("The trainer pool holds no training data");
+    const shard = subset(train, message.indices);
     model.params.set(message.global);
     const result = await backend.train(model, shard, {
       ...message.options,

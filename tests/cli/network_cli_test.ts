@@ -28,6 +28,7 @@ Deno.test("fedgpu server --help and client --help list their flags", async () =>
       "--metrics-out",
       "--allow-client",
       "--target",
+      "--parallel",
     ]
   ) match(server.lines.join("\n"), new RegExp(`${flag}\\b`));
   const client = await run(["client", "--help"]);
@@ -44,6 +45,7 @@ Deno.test("fedgpu server and client reject bad flags with exit status 2 and the 
     [["server", "--resume"], /--resume needs --checkpoint/],
     [["server", "--hidden", "200,x"], /--hidden must list positive integers, got "x"/],
     [["server", "--port=-1"], /--port must be a non-negative integer/],
+    [["server", "--parallel", "0"], /--parallel must be a positive integer/],
     [["server", "--bogus"], /bogus/],
     [["client", "--shard", "100", "--fingerprint", "SHA256:x"], /--shard 100 is outside 0-99/],
     [["client", "--shard", "0-3", "--id", "a", "--fingerprint", "SHA256:x"], /--id names one/],

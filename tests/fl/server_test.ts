@@ -1,4 +1,5 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { CpuBackend } from "../../lib/compute/backend.ts";
 import { type Dataset, subset } from "../../lib/data/dataset.ts";
 import { ClientError } from "../../lib/fl/client.ts";
 import { CheckpointError, loadCheckpoint } from "../../lib/fl/checkpoint.ts";
@@ -692,4 +693,61 @@ Deno.test("clients that stop reading cannot stall the round's task sends to othe
   } finally {
     await Promise.all(deaf.map((client) => client.close()));
   }
+});
+
+Deno.test("a server scoring on parallel workers reports the one-thread scores' bits", async () => {
+  // 2,300 test examples: three batches of 1,000, split over the workers.
+  const test = blobs(2300, 13);
+  const settings = local(8);
+  const parts = shards(DATA, 4, settings.seed);
+  const run = async (parallel: number) => {
+    const server = await startServer({
+      model: smallModel(),
+      test,
+      rounds: 2,
+      fraction: 0.5,
+      minClients: 4,
+      parallel,
+      ...settings,
+    });
+    try {
+      const running = parts.map((data, k) => startClient(server, String(k), data));
+      const records = await runRounds(server);
+      await Promise.all(running);
+      return { records, params: server.model.params.slice() };
+    } finally {
+      await server.close();
+    }
+  };
+  const one = await run(1);
+  const two = await run(2);
+  assertSameBits(two.params, one.params);
+  deepStrictEqual(
+    two.records.map((r) => [r.accuracy, r.loss]),
+    one.records.map((r) => [r.accuracy, r.loss]),
+  );
+  const model = smallModel();
+  model.params.set(two.params);
+  const last = two.records.at(-1)!;
+  const want = evaluate(model, test);
+  deepStrictEqual([last.accuracy, last.loss], [want.accuracy, want.loss]);
+});
+
+Deno.test("a server refuses parallel scoring off the Wasm engine and bad worker counts", async () => {
+  for (const parallel of [0, 2.5]) {
+    await rejects(
+      startServer({ model: smallModel(), test: TEST, parallel }),
+      (e) =>
+        e instanceof RangeError && /Parallel workers must be a positive integer/.test(e.message),
+    );
+  }
+  await rejects(
+    startServer({
+      model: smallModel(),
+      test: TEST,
+      parallel: 2,
+      backend: new CpuBackend("reference"),
+    }),
+    (e) => e instanceof RangeError && /CPU Wasm engine/.test(e.message),
+  );
 });

@@ -258,7 +258,7 @@ Deno.test("simulate() refuses parallel training off the Wasm engine and bad work
 Deno.test("TrainerPool trains like the backend, reports a failed task and keeps serving", async () => {
   const data = blobs(90, 10);
   const model = smallModel();
-  const pool = new TrainerPool(2, model, data);
+  const pool = new TrainerPool(2, model, { train: data });
   try {
     const options = { epochs: 1, batchSize: 7, lr: 0.1, momentum: 0, weightDecay: 0 };
     const indices = Uint32Array.from({ length: 30 }, (_, i) => 2 * i + 1);
@@ -291,9 +291,9 @@ Deno.test("TrainerPool trains like the backend, reports a failed task and keeps 
     }),
     /closed/,
   );
-  throws(() => new TrainerPool(0, model, data), /positive integer/);
+  throws(() => new TrainerPool(0, model, { train: data }), /positive integer/);
   // Closing rejects what is queued or running; nothing is left pending.
-  const closing = new TrainerPool(1, model, data);
+  const closing = new TrainerPool(1, model, { train: data });
   const queued = [1, 2, 3].map((c) =>
     closing.train({
       global: model.params,
@@ -334,7 +334,7 @@ Deno.test("TrainerPool.evaluate splits the batches over workers and keeps evalua
         classes: 3,
       })
       : blobs(n, 12 + n);
-    const pool = new TrainerPool(workers, model, data, test);
+    const pool = new TrainerPool(workers, model, { train: data, test });
     try {
       const got = await pool.evaluate(model.params);
       const want = evaluate(model, test);
@@ -343,10 +343,28 @@ Deno.test("TrainerPool.evaluate splits the batches over workers and keeps evalua
       pool.close();
     }
   }
-  const pool = new TrainerPool(1, model, data);
+  const pool = new TrainerPool(1, model, { train: data });
   try {
     await rejects(pool.evaluate(model.params), /no held-out data/);
   } finally {
     pool.close();
+  }
+  // A pool for scoring alone refuses to train, typed, and keeps scoring.
+  const test = blobs(1500, 14);
+  const scorers = new TrainerPool(2, model, { test });
+  try {
+    await rejects(
+      scorers.train({
+        global: model.params,
+        indices: Uint32Array.of(0),
+        options: { lr: 0.1 },
+        seed: 0,
+        stream: [],
+      }),
+      (e) => e instanceof TrainerPoolError && /holds no training data/.test(e.message),
+    );
+    deepStrictEqual(await scorers.evaluate(model.params), evaluate(model, test));
+  } finally {
+    scorers.close();
   }
 });

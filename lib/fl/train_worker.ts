@@ -7,10 +7,8 @@
  * @module
  */
 
-import { CpuBackend } from "../compute/backend.ts";
-import type { Dataset } from "../data/dataset.ts";
-import { subset } from "../data/dataset.ts";
-import { wasmEvaluateBatches } from "../compute/cpu/train.ts";
+import { wasmEvaluateBatches, wasmTrain } from "../compute/cpu/train.ts";
+import { type Dataset, subset } from "../data/dataset.ts";
 import { modelFromBytes } from "../nn/codec.ts";
 import type { Model } from "../nn/model.ts";
 import { Rng } from "../rng.ts";
@@ -21,12 +19,11 @@ const scope = self as unknown as {
   postMessage(message: _TrainReply, transfer?: Transferable[]): void;
 };
 
-const backend = new CpuBackend("wasm");
 let model: Model | null = null;
 let train: Dataset | null = null;
 let test: Dataset | null = null;
 
-scope.onmessage = async (event) => {
+scope.onmessage = (event) => {
   const message = event.data;
   if (message.type === "init") {
     model = modelFromBytes(message.model);
@@ -47,7 +44,7 @@ scope.onmessage = async (event) => {
     if (train === null) throw new Error("The trainer pool holds no training data");
     const shard = subset(train, message.indices);
     model.params.set(message.global);
-    const result = await backend.train(model, shard, {
+    const result = wasmTrain(model, shard, {
       ...message.options,
       rng: new Rng(message.seed, message.stream),
     });

@@ -9,7 +9,8 @@
  * @module
  */
 
-import { type Backend, type BackendKind, CpuBackend, createBackend } from "../compute/backend.ts";
+import { type Backend, type BackendKind, createBackend } from "../compute/backend.ts";
+import { onWasmEngine } from "../fl/parallel.ts";
 import { loadCsv } from "../data/csv.ts";
 import { type Dataset, subset } from "../data/dataset.ts";
 import { loadMnist } from "../data/mnist.ts";
@@ -269,8 +270,7 @@ export async function serverCommand(argv: string[], out: Output): Promise<number
   await Deno.writeTextFile(fingerprintOut, key.fingerprint + "\n");
   out.line(`${created ? "created" : "loaded"} server key ${key.fingerprint} (${keyFile})`);
   const evalBackend = await createBackend(backend);
-  const onWasm = evalBackend instanceof CpuBackend && evalBackend.engine === "wasm";
-  const parallel = parallelFlag ?? (onWasm ? defaultParallel() : 1);
+  const parallel = parallelFlag ?? (onWasmEngine(evalBackend) ? defaultParallel() : 1);
   const server = await FederatedServer.start({
     model,
     staticKey: key,

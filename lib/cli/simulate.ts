@@ -10,7 +10,8 @@ import { loadMnist } from "../data/mnist.ts";
 import type { PartitionScheme } from "../data/partition.ts";
 import { mnist2nn } from "../nn/presets.ts";
 import { type RoundRecord, simulate } from "../fl/simulate.ts";
-import { BACKEND_KINDS, type BackendKind, CpuBackend, createBackend } from "../compute/backend.ts";
+import { BACKEND_KINDS, type BackendKind, createBackend } from "../compute/backend.ts";
+import { onWasmEngine } from "../fl/parallel.ts";
 import { runNetworked } from "./demo_network.ts";
 import {
   choiceFlag,
@@ -186,8 +187,7 @@ export async function runFederated(
     .sort((a, b) => a - b)
     .map((accuracy) => ({ accuracy, round: null as number | null }));
   const backend = await createBackend(config.backend);
-  const onWasm = backend instanceof CpuBackend && backend.engine === "wasm";
-  const parallel = config.parallel ?? (onWasm ? defaultParallel() : 1);
+  const parallel = config.parallel ?? (onWasmEngine(backend) ? defaultParallel() : 1);
   out.line(
     `backend: ${backend.kind} on ${backend.device}` +
       (parallel > 1 ? `; ${parallel} workers train the clients` : ""),

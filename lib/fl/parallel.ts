@@ -8,6 +8,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { type Backend, CpuBackend } from "../compute/backend.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { modelToBytes } from "../nn/codec.ts";
 import type { Model } from "../nn/model.ts";
@@ -77,6 +78,33 @@ export type _TrainReply =
   | { type: "trained"; id: number; delta: Float32Array; loss: number }
   | { type: "evaluated"; id: number; batches: BatchMetrics }
   | { type: "failed"; id: number; message: string };
+
+/**
+ * Whether `backend` is the CPU Wasm engine: the engine a {@linkcode TrainerPool}'s workers run,
+ * so the only one whose results they reproduce bit for bit.
+ *
+ * @param backend The backend.
+ * @returns True for `createBackend("cpu")`'s engine.
+ */
+export function onWasmEngine(backend: Backend): boolean {
+  return backend instanceof CpuBackend && backend.engine === "wasm";
+}
+
+/**
+ * Refuses a backend other than the CPU Wasm engine for work handed to a pool.
+ *
+ * @param backend The backend the caller would otherwise use.
+ * @param work What the pool would do, such as `"training"`.
+ * @throws {RangeError} If `backend` is not the CPU Wasm engine.
+ */
+export function checkPoolBackend(backend: Backend, work: string): void {
+  if (!onWasmEngine(backend)) {
+    throw new RangeError(
+      `Parallel ${work} runs on the CPU Wasm engine; the backend is ${backend.kind}: ` +
+        backend.device,
+    );
+  }
+}
 
 /** Thrown when a worker cannot be started or fails. */
 export class TrainerPoolError extends Error {

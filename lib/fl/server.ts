@@ -16,7 +16,7 @@
  * @module
  */
 
-import { type Backend, type BackendKind, CpuBackend, createBackend } from "../compute/backend.ts";
+import { type Backend, type BackendKind, createBackend } from "../compute/backend.ts";
 import type { Dataset } from "../data/dataset.ts";
 import type { SecureChannel } from "../net/channel.ts";
 import { ChannelError } from "../net/errors.ts";
@@ -35,7 +35,7 @@ import {
   type UpdateMessage,
 } from "./protocol.ts";
 import { sampleClients, STREAM } from "./simulate.ts";
-import { TrainerPool } from "./parallel.ts";
+import { checkPoolBackend, TrainerPool } from "./parallel.ts";
 import type { Strategy } from "./strategy.ts";
 
 /** Options of {@linkcode FederatedServer.start}. */
@@ -539,12 +539,7 @@ export class FederatedServer {
     let listener: Deno.Listener | null = null;
     try {
       if (parallel > 1 && options.test !== undefined) {
-        if (!(backend instanceof CpuBackend && backend.engine === "wasm")) {
-          throw new RangeError(
-            `Parallel scoring runs on the CPU Wasm engine; the backend is ${backend.kind}: ` +
-              backend.device,
-          );
-        }
+        checkPoolBackend(backend, "scoring");
         scorers = new TrainerPool(parallel, options.model, { test: options.test });
       }
       listener = Deno.listen({

@@ -9,14 +9,14 @@
  * @module
  */
 
-import { type Backend, type BackendKind, CpuBackend, createBackend } from "../compute/backend.ts";
+import { type Backend, type BackendKind, createBackend } from "../compute/backend.ts";
 import { type Dataset, subset } from "../data/dataset.ts";
 import { loadMnist } from "../data/mnist.ts";
 import { partition, type PartitionScheme } from "../data/partition.ts";
 import type { Model } from "../nn/model.ts";
 import { mnist2nn } from "../nn/presets.ts";
 import { Rng } from "../rng.ts";
-import { TrainerPool } from "./parallel.ts";
+import { checkPoolBackend, TrainerPool } from "./parallel.ts";
 import type { Strategy } from "./strategy.ts";
 
 /** Stream keys of the simulation's random numbers (see the module doc). */
@@ -211,12 +211,7 @@ export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<R
   let pool: TrainerPool | null = null;
   try {
     if (parallel > 1) {
-      if (!(backend instanceof CpuBackend && backend.engine === "wasm")) {
-        throw new RangeError(
-          `Parallel training runs on the CPU Wasm engine; the backend is ${backend.kind}: ` +
-            backend.device,
-        );
-      }
+      checkPoolBackend(backend, "training");
       pool = new TrainerPool(parallel, model, { train: trainData, test: testData });
     }
     const strategy = options.strategy ?? backend.createFedAvg();

@@ -4,7 +4,10 @@
  * Clients train small neural networks on data that never leaves them; a server averages
  * their updates (FedAvg) round by round. This module is the library: the model core
  * (`Chain`, `Dense`, `relu`, `softmax`, `train`, `evaluate`), model bytes, datasets and
- * partitioners, and the federated strategies and in-process simulation.
+ * partitioners, the federated strategies, round driver, server, client and in-process
+ * simulation. Sub-entries hold the rest: `./net` (secure channel, messages, transports),
+ * `./noise` (the Noise protocol framework and its test vectors), `./compute` (engines and
+ * kernels), `./cli` (the `fedgpu` command).
  *
  * @example Usage
  * ```ts
@@ -104,22 +107,72 @@ export {
   createBackend,
   WebGpuBackend,
 } from "./lib/compute/backend.ts";
-export {
-  describeAdapter,
-  findAdapter,
-  GpuDeviceLostError,
-  GpuRuntime,
-  type KernelName,
-  KERNELS,
-  STORAGE,
-  UNIFORM,
-  WebGpuUnavailableError,
-} from "./lib/compute/webgpu/runtime.ts";
-export { FEDAVG_SLOTS, GpuFedAvg } from "./lib/compute/webgpu/fedavg.ts";
+export { Float64WeightedSum, type WeightedSum } from "./lib/compute/reduce.ts";
+export { WebGpuUnavailableError } from "./lib/compute/webgpu/runtime.ts";
 
-export type { Strategy } from "./lib/fl/strategy.ts";
-export { FedAvg, type FedAvgOptions } from "./lib/fl/fedavg.ts";
-export { type RoundRecord, simulate, type SimulateOptions, STREAM } from "./lib/fl/simulate.ts";
+export {
+  LOCAL_TRAINING_DEFAULTS,
+  LOCAL_TRAINING_FIELDS,
+  type LocalTraining,
+  localTraining,
+} from "./lib/fl/local.ts";
+export type {
+  SelectContext,
+  StateValue,
+  Strategy,
+  StrategyState,
+  UpdateKind,
+} from "./lib/fl/strategies/strategy.ts";
+export { FedAvg, type FedAvgOptions } from "./lib/fl/strategies/fedavg.ts";
+export { FedAvgM, type FedAvgMOptions } from "./lib/fl/strategies/fedavgm.ts";
+export { type AdaptiveOptions, AdaptiveServerOptimizer } from "./lib/fl/strategies/_adaptive.ts";
+export { ServerOptimizer } from "./lib/fl/strategies/_server_optimizer.ts";
+export { FedAdagrad } from "./lib/fl/strategies/fedadagrad.ts";
+export { FedAdam } from "./lib/fl/strategies/fedadam.ts";
+export { FedYogi } from "./lib/fl/strategies/fedyogi.ts";
+export { FedProx, type FedProxOptions } from "./lib/fl/strategies/fedprox.ts";
+export {
+  createStrategy,
+  STRATEGY_NAMES,
+  type StrategyName,
+  type StrategyOptions,
+} from "./lib/fl/strategies/create.ts";
+export {
+  applyPipeline,
+  ClipStage,
+  computeDelta,
+  createPipeline,
+  invertPipeline,
+  l2Norm,
+  type StageSpec,
+  SUPPORTED_STAGES,
+  UPDATE_CODEC,
+  UPDATE_STAGES,
+  type UpdateStage,
+} from "./lib/fl/update.ts";
+export {
+  type Awaited,
+  type DroppedClient,
+  type Member,
+  RoundDriver,
+  type RoundDriverOptions,
+  RoundError,
+  type RoundOutcome,
+  type RoundSettings,
+  sampleClients,
+  STREAM,
+  TRAIN_COLLECT,
+  type Workflow,
+  type WorkflowContext,
+} from "./lib/fl/round.ts";
+export {
+  Participant,
+  type ParticipantOptions,
+  type StageHandler,
+  type Trainer,
+} from "./lib/fl/participant.ts";
+export { InMemoryMember, JobQueue, SharedModelCache } from "./lib/fl/in_memory.ts";
+export { type RoundRecord, simulate, type SimulateOptions } from "./lib/fl/simulate.ts";
 export {
   type PoolData,
   type TaskOptions,
@@ -128,15 +181,9 @@ export {
   TrainerPoolError,
   type TrainTask,
 } from "./lib/fl/parallel.ts";
-export {
-  type DroppedClient,
-  FederatedServer,
-  formatServerRound,
-  roundRecordToJson,
-  ServerError,
-  type ServerOptions,
-  type ServerRoundRecord,
-} from "./lib/fl/server.ts";
+export { FederatedServer, ServerError, type ServerOptions } from "./lib/fl/server.ts";
+export { formatServerRound, roundRecordToJson, type ServerRoundRecord } from "./lib/fl/records.ts";
+export { ClientConnection } from "./lib/fl/connection.ts";
 export {
   backoffDelay,
   ClientError,
@@ -171,91 +218,17 @@ export {
   type ReadyMessage,
   receiveFl,
   sendFl,
+  type StageMessage,
+  type StageReplyMessage,
   type TaskMessage,
   type UpdateMessage,
   type WelcomeMessage,
 } from "./lib/fl/protocol.ts";
-export {
-  decodeMessage,
-  encodeMessage,
-  encodeMessageParts,
-  type FieldReaders,
-  isRecord,
-  MESSAGE_TYPE_MSGPACK,
-  MessageError,
-  type MessageErrorCode,
-  type MessageProtocol,
-  type RawMessage,
-  read,
-  receiveMessage,
-  sendMessage,
-} from "./lib/net/message.ts";
 
-export { HandshakeError, type HandshakeErrorCode } from "./lib/net/noise/errors.ts";
 export {
-  decrypt,
-  dh,
-  DHLEN,
-  encrypt,
-  generateKeyPair,
-  hash,
-  HASHLEN,
-  hkdf,
-  importCipherKey,
-  KEYLEN,
-  type KeyPair,
-  keyPairFromSecretKey,
-  MAX_MESSAGE_LEN,
-  MAX_NONCE,
-  TAGLEN,
-} from "./lib/net/noise/crypto.ts";
-export { CipherState } from "./lib/net/noise/cipher_state.ts";
-export { SymmetricState } from "./lib/net/noise/symmetric_state.ts";
-export {
-  HandshakeState,
-  type HandshakeStateOptions,
-  type HandshakeStatus,
-} from "./lib/net/noise/handshake_state.ts";
-export {
-  type HandshakePattern,
-  handshakePattern,
-  parseProtocolName,
-  PATTERN_NAMES,
-  type PreMessageToken,
-  SUITE,
-  type Token,
-} from "./lib/net/noise/patterns.ts";
-export {
-  loadVectorFile,
-  type NoiseVector,
-  type NoiseVectorMessage,
-  parseVectorFile,
-  runVector,
-} from "./lib/net/noise/vectors.ts";
-export { ChannelError, type ChannelErrorCode } from "./lib/net/errors.ts";
-export { type ByteStream, FrameReader, MAX_FRAME, writeFrame } from "./lib/net/framing.ts";
-export {
-  type ChannelOptions,
-  type Message,
-  MESSAGE_TYPE,
-  SecureChannel,
-} from "./lib/net/channel.ts";
-export {
-  constantTimeEqual,
   fingerprint,
   KeyFileError,
   loadOrCreateKeyFile,
   StaticKeyPair,
 } from "./lib/net/identity.ts";
-export {
-  type ChannelPattern,
-  type ClientHandshakeOptions,
-  handshakeClient,
-  type HandshakeOptions,
-  handshakeServer,
-  secureReceive,
-  secureReceiveBytes,
-  secureSend,
-  secureSendBytes,
-  type ServerHandshakeOptions,
-} from "./lib/net/secure.ts";
+export { type Connection, dialTcp, type Listener, listenTcp } from "./lib/net/transport.ts";

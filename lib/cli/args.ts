@@ -6,6 +6,13 @@
  */
 
 import { parseArgs } from "node:util";
+import {
+  createStrategy,
+  STRATEGY_NAMES,
+  type StrategyName,
+  type StrategyOptions,
+} from "../fl/strategies/create.ts";
+import type { StageSpec } from "../fl/update.ts";
 
 /** A command-line mistake: unknown flag, missing or malformed value. Exit status 2. */
 export class UsageError extends Error {
@@ -163,4 +170,103 @@ export function formatHelp(
     "Options:",
     ...rows.map(([left, help]) => left!.padEnd(width) + help),
   ].join("\n");
+}
+
+/** Flags of the aggregation strategy and the update pipeline, shared by every command. */
+export const STRATEGY_FLAGS: Record<string, FlagSpec> = {
+  strategy: {
+    type: "string",
+    value: "S",
+    help: `Aggregation: ${STRATEGY_NAMES.join(" | ")} (default fedavg)`,
+  },
+  "server-lr": {
+    type: "string",
+    value: "ETA",
+    help: "Server learning rate η (default 1; 0.01 for fedadagrad, fedadam, fedyogi)",
+  },
+  "server-momentum": { type: "string", value: "B", help: "fedavgm's momentum (default 0.9)" },
+  beta1: { type: "string", value: "B1", help: "Adaptive strategies' β1 (default 0.9)" },
+  beta2: { type: "string", value: "B2", help: "fedadam's and fedyogi's β2 (default 0.99)" },
+  tau: { type: "string", value: "T", help: "Adaptive strategies' τ (default 1e-3)" },
+  mu: { type: "string", value: "MU", help: "fedprox's proximal coefficient μ (default 0.01)" },
+  clip: { type: "string", value: "S", help: "Clip every update to L2 norm S on the client" },
+};
+
+/** The strategy and pipeline the flags ask for. */
+export interface StrategyChoice {
+  /** The strategy's name. */
+  strategy: StrategyName;
+  /** Its hyperparameters (only those given). */
+  strategyOptions: StrategyOptions;
+  /** The update pipeline. */
+  pipeline: StageSpec[];
+}
+
+/**
+ * Reads {@linkcode STRATEGY_FLAGS}.
+ *
+ * @param values Parsed flags.
+ * @returns The choice.
+ * @throws {UsageError} On a bad value, or a hyperparameter the strategy does not take.
+ */
+export function strategyFlags(
+  values: Record<string, string | boolean | string[] | undefined>,
+): StrategyChoice {
+  const strategy = choiceFlag(values, "strategy", STRATEGY_NAMES);
+  const takes: Record<StrategyName, string[]> = {
+    fedavg: ["server-lr"],
+    fedavgm: ["server-lr", "server-momentum"],
+    fedadagrad: ["server-lr", "beta1", "tau"],
+    fedadam: ["server-lr", "beta1", "beta2", "tau"],
+    fedyogi: ["server-lr", "beta1", "beta2", "tau"],
+    fedprox: ["server-lr", "mu"],
+  };
+  const keys: Record<string, keyof StrategyOptions> = {
+    "server-lr": "serverLr",
+    "server-momentum": "serverMomentum",
+    beta1: "beta1",
+    beta2: "beta2",
+    tau: "tau",
+    mu: "mu",
+  };
+  const strategyOptions: StrategyOptions = {};
+  for (const [flag, key] of Object.entries(keys)) {
+    if (values[flag] === undefined) continue;
+    if (!takes[strategy].includes(flag)) {
+      throw new UsageError(`--${flag} does not apply to --strategy ${strategy}`);
+    }
+    strategyOptions[key] = numberFlag(values, flag, 0, flag === "server-lr" ? ">0" : "any");
+  }
+  try {
+    createStrategy(strategy, strategyOptions);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const pipeline = values.clip === undefined
+    ? []
+    : [{ id: "clip", params: [numberFlag(values, "clip", 1, ">0")] }];
+  return { strategy, strategyOptions, pipeline };
+}
+
+/**
+ * The flags that give `choice` to another command (the demo's server process).
+ *
+ * @param choice The strategy and pipeline.
+ * @returns Command-line arguments.
+ */
+export function strategyArgs(choice: StrategyChoice): string[] {
+  const flags: Record<keyof StrategyOptions, string> = {
+    serverLr: "server-lr",
+    serverMomentum: "server-momentum",
+    beta1: "beta1",
+    beta2: "beta2",
+    tau: "tau",
+    mu: "mu",
+  };
+  const args = ["--strategy", choice.strategy];
+  for (const [key, value] of Object.entries(choice.strategyOptions)) {
+    args.push(`--${flags[key as keyof StrategyOptions]}`, String(value));
+  }
+  for (const stage of choice.pipeline) args.push(`--${stage.id}`, String(stage.params[0]));
+  return args;
 }

@@ -8,6 +8,7 @@
  */
 
 import type { Output, RunConfig, RunSummary } from "./simulate.ts";
+import { strategyArgs } from "./args.ts";
 
 /** The clients of process `p` of `processes`: a contiguous range of shard indices. */
 export function processShards(clients: number, processes: number, p: number): [number, number] {
@@ -77,6 +78,7 @@ export async function runNetworked(
       String(config.batchSize),
       "--lr",
       String(config.lr),
+      ...strategyArgs(config.strategy),
       "--backend",
       config.backend === "webgpu" ? "webgpu" : "cpu",
       ...shared,

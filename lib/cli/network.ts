@@ -19,6 +19,9 @@ import { ClientError, runClient } from "../fl/client.ts";
 import { FederatedServer, formatServerRound, type ServerRoundRecord } from "../fl/server.ts";
 import { STREAM } from "../fl/simulate.ts";
 import { loadOrCreateKeyFile } from "../net/identity.ts";
+import { listenTcp } from "../net/transport.ts";
+import { dialWebSocket } from "../net/websocket.ts";
+import { listenWebSocket } from "../net/websocket_server.ts";
 import { modelToBytes } from "../nn/codec.ts";
 import { Dense, type Layer, relu, softmax } from "../nn/layers.ts";
 import { Chain, type Model } from "../nn/model.ts";
@@ -29,6 +32,8 @@ import {
   formatHelp,
   numberFlag,
   parseFlags,
+  STRATEGY_FLAGS,
+  strategyFlags,
   UsageError,
 } from "./args.ts";
 import {
@@ -184,6 +189,12 @@ const SERVER_FLAGS: Record<string, FlagSpec> = {
     help: "Workers scoring the test data after each round, on the CPU engine; same results " +
       "(default one per core, up to 4)",
   },
+  "ws-port": {
+    type: "string",
+    value: "P",
+    help: "Also accept WebSocket clients on this port (path /fedgpu; 0 picks a free one)",
+  },
+  ...STRATEGY_FLAGS,
   help: { type: "boolean", short: "h", help: "Show this help" },
 };
 
@@ -249,6 +260,10 @@ export async function serverCommand(argv: string[], out: Output): Promise<number
   const lr = numberFlag(values, "lr", PAPER_2NN_LR, ">0");
   const seed = numberFlag(values, "seed", 0, "int>=0");
   const port = numberFlag(values, "port", 3000, "int>=0");
+  const wsPort = values["ws-port"] === undefined
+    ? null
+    : numberFlag(values, "ws-port", 0, "int>=0");
+  const choice = strategyFlags(values);
   const hidden = parseHidden(_string(values, "hidden") ?? "200,200");
   const backend = choiceFlag(values, "backend", ["cpu", "auto", "webgpu"] as const);
   const parallelFlag = values.parallel === undefined
@@ -271,11 +286,13 @@ export async function serverCommand(argv: string[], out: Output): Promise<number
   out.line(`${created ? "created" : "loaded"} server key ${key.fingerprint} (${keyFile})`);
   const evalBackend = await createBackend(backend);
   const parallel = parallelFlag ?? (onWasmEngine(evalBackend) ? defaultParallel() : 1);
+  const hostname = _string(values, "host") ?? "127.0.0.1";
+  const listeners = [listenTcp({ hostname, port })];
+  if (wsPort !== null) listeners.push(await listenWebSocket({ hostname, port: wsPort }));
   const server = await FederatedServer.start({
     model,
     staticKey: key,
-    hostname: _string(values, "host") ?? "127.0.0.1",
-    port,
+    listeners,
     rounds,
     target,
     fraction,
@@ -287,6 +304,9 @@ export async function serverCommand(argv: string[], out: Output): Promise<number
     batchSize,
     lr,
     seed,
+    strategy: choice.strategy,
+    strategyOptions: choice.strategyOptions,
+    pipeline: choice.pipeline,
     backend: evalBackend,
     parallel,
     ...(data.test === undefined ? {} : { test: data.test }),
@@ -298,6 +318,7 @@ export async function serverCommand(argv: string[], out: Output): Promise<number
   });
   const resumedAt = server.round;
   out.line(`listening on ${server.hostname}:${server.port}`);
+  for (const address of server.addresses.slice(1)) out.line(`listening on ${address}`);
   out.line(
     `model ${model} (${model.params.length} parameters); ${rounds} rounds, C=${fraction}, ` +
       `E=${epochs}, B=${batchSize}, lr=${lr}, seed ${seed}; evaluation on ${data.name} ` +
@@ -373,6 +394,11 @@ export async function serverCommand(argv: string[], out: Output): Promise<number
 const CLIENT_FLAGS: Record<string, FlagSpec> = {
   host: { type: "string", value: "H", help: "Server address (default 127.0.0.1)" },
   port: { type: "string", value: "P", help: "Server port (default 3000)" },
+  url: {
+    type: "string",
+    value: "URL",
+    help: "Connect over WebSocket instead of TCP, e.g. ws://127.0.0.1:3001/fedgpu",
+  },
   fingerprint: { type: "string", value: "FP", help: "The server key's fingerprint to pin" },
   "fingerprint-file": {
     type: "string",
@@ -421,7 +447,7 @@ function _oneAtATime(backend: Backend): Backend {
     device: backend.device,
     train: (model, data, options) => serial(() => backend.train(model, data, options)),
     evaluate: (model, data) => serial(() => backend.evaluate(model, data)),
-    createFedAvg: (options) => backend.createFedAvg(options),
+    createWeightedSum: () => backend.createWeightedSum(),
     dispose: () => backend.dispose(),
   };
 }
@@ -498,16 +524,27 @@ export async function clientCommand(argv: string[], out: Output): Promise<number
     data: subset(data, parts[shard]!),
   }));
   const staticKey = keyFile === undefined ? undefined : (await loadOrCreateKeyFile(keyFile)).key;
+  const url = _string(values, "url");
+  if (url !== undefined) {
+    try {
+      new URL(url);
+      if (!/^wss?:$/.test(new URL(url).protocol)) throw new Error();
+    } catch {
+      throw new UsageError(`--url must be a ws:// or wss:// URL, got ${JSON.stringify(url)}`);
+    }
+  }
+  const where = url ?? `port ${port}`;
   const backend = _oneAtATime(await createBackend(backendKind));
   let failed = 0;
   try {
     const results = await Promise.allSettled(clients.map((client) => {
-      log(`client ${client.id}: ${client.data.n} examples; connecting to port ${port}`);
+      log(`client ${client.id}: ${client.data.n} examples; connecting to ${where}`);
       return runClient({
         id: client.id,
         data: client.data,
         hostname: _string(values, "host") ?? "127.0.0.1",
         port,
+        ...(url === undefined ? {} : { dial: () => dialWebSocket(url) }),
         serverFingerprint,
         backend,
         ...(staticKey === undefined ? {} : { staticKey }),

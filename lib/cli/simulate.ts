@@ -19,6 +19,9 @@ import {
   formatHelp,
   numberFlag,
   parseFlags,
+  STRATEGY_FLAGS,
+  type StrategyChoice,
+  strategyFlags,
   UsageError,
 } from "./args.ts";
 
@@ -56,6 +59,8 @@ export interface RunConfig {
   backend: BackendKind;
   /** Workers training a round's clients at once; null: one per core (up to 4) on the CPU. */
   parallel: number | null;
+  /** The strategy and update pipeline. */
+  strategy: StrategyChoice;
 }
 
 /** How a run ended. */
@@ -107,6 +112,7 @@ const COMMON_FLAGS: Record<string, FlagSpec> = {
       "(default one per core, up to 4, on the CPU; 1 on WebGPU)",
   },
   "mnist-dir": { type: "string", value: "DIR", help: "Read MNIST IDX files from DIR" },
+  ...STRATEGY_FLAGS,
   help: { type: "boolean", short: "h", help: "Show this help" },
 };
 
@@ -135,6 +141,7 @@ function _readConfig(
     seed: numberFlag(values, "seed", 0, "int>=0"),
     backend: choiceFlag(values, "backend", BACKEND_KINDS),
     parallel: values.parallel === undefined ? null : numberFlag(values, "parallel", 1, "int>0"),
+    strategy: strategyFlags(values),
   };
 }
 
@@ -213,6 +220,9 @@ export async function runFederated(
         seed: config.seed,
         backend,
         parallel,
+        strategy: config.strategy.strategy,
+        strategyOptions: config.strategy.strategyOptions,
+        pipeline: config.strategy.pipeline,
       })
     ) {
       last = record;
@@ -266,7 +276,12 @@ export function formatTable(title: string, rows: [string, string][]): string[] {
 }
 
 function _describe(config: RunConfig): string {
-  return `FedAvg on MNIST, 2NN 784-200-200-10: ${config.clients} clients (${config.partition}` +
+  const { strategy, strategyOptions, pipeline } = config.strategy;
+  const name = strategy === "fedavg" ? "FedAvg" : strategy;
+  const hyper = Object.entries(strategyOptions).map(([key, value]) => `${key} ${value}`);
+  const extra = [...hyper, ...pipeline.map((stage) => `${stage.id} ${stage.params.join(",")}`)];
+  return `${name}${extra.length > 0 ? ` (${extra.join(", ")})` : ""} on MNIST, ` +
+    `2NN 784-200-200-10: ${config.clients} clients (${config.partition}` +
     `${config.partition === "dirichlet" ? ` alpha ${config.alpha}` : ""}), C=${config.fraction}, ` +
     `E=${config.epochs}, B=${config.batchSize}, lr=${config.lr}, seed ${config.seed}; ` +
     `stops at ${percent(config.target)} or ${config.rounds} rounds`;
@@ -351,6 +366,7 @@ export async function simulateCommand(argv: string[], out: Output): Promise<numb
   for (const line of formatTable("summary", _summaryRows(config, summary))) out.line(line);
   out.line(JSON.stringify({
     name: "demo",
+    strategy: config.strategy.strategy,
     rounds: summary.rounds,
     accuracy: summary.accuracy,
     loss: summary.loss,

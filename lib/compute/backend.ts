@@ -8,13 +8,12 @@
  */
 
 import type { Dataset } from "../data/dataset.ts";
-import { FedAvg, type FedAvgOptions } from "../fl/fedavg.ts";
-import type { Strategy } from "../fl/strategy.ts";
 import type { Model } from "../nn/model.ts";
 import { evaluate, type Metrics, train, type TrainOptions, type TrainResult } from "../nn/train.ts";
-import { WasmFedAvg } from "./cpu/fedavg.ts";
 import { wasmEvaluate, wasmTrain } from "./cpu/train.ts";
-import { GpuFedAvg } from "./webgpu/fedavg.ts";
+import { WasmWeightedSum } from "./cpu/weighted_sum.ts";
+import { Float64WeightedSum, type WeightedSum } from "./reduce.ts";
+import { GpuWeightedSum } from "./webgpu/weighted_sum.ts";
 import { findAdapter, GpuRuntime, WebGpuUnavailableError } from "./webgpu/runtime.ts";
 import { GpuDataCache, gpuEvaluate, gpuTrain } from "./webgpu/train.ts";
 
@@ -24,7 +23,7 @@ export type BackendKind = "auto" | "cpu" | "webgpu";
 /** The kinds {@linkcode createBackend} accepts. */
 export const BACKEND_KINDS: readonly BackendKind[] = ["auto", "cpu", "webgpu"];
 
-/** An engine that trains and evaluates models and aggregates their updates. */
+/** An engine that trains and evaluates models and provides the reductions strategies use. */
 export interface Backend {
   /** Which engine this is. */
   readonly kind: "cpu" | "webgpu";
@@ -45,12 +44,8 @@ export interface Backend {
    * @param data Examples to score.
    */
   evaluate(model: Model, data: Dataset): Promise<Metrics>;
-  /**
-   * A FedAvg strategy that aggregates on this backend.
-   *
-   * @param options The server learning rate.
-   */
-  createFedAvg(options?: FedAvgOptions): Strategy;
+  /** A weighted sum of updates that runs on this backend (see `lib/compute/reduce.ts`). */
+  createWeightedSum(): WeightedSum;
   /** Frees what the backend holds (GPU memory); it cannot be used afterwards. */
   dispose(): void;
 }
@@ -107,17 +102,16 @@ export class CpuBackend implements Backend {
   }
 
   /**
-   * A float64 FedAvg: {@linkcode WasmFedAvg} on the Wasm engine, {@linkcode FedAvg} on the
-   * reference engine.
+   * A float64 weighted sum: {@linkcode WasmWeightedSum} on the Wasm engine,
+   * {@linkcode Float64WeightedSum} on the reference engine (the same bits).
    *
-   * @param options The server learning rate.
-   * @returns The strategy.
+   * @returns The sum.
    */
-  createFedAvg(options?: FedAvgOptions): Strategy {
-    return this.engine === "wasm" ? new WasmFedAvg(options) : new FedAvg(options);
+  createWeightedSum(): WeightedSum {
+    return this.engine === "wasm" ? new WasmWeightedSum() : new Float64WeightedSum();
   }
 
-  /** Nothing to free (a strategy frees its memory when collected). */
+  /** Nothing to free (a sum frees its memory when collected). */
   dispose(): void {}
 }
 
@@ -128,7 +122,7 @@ export class WebGpuBackend implements Backend {
   /** The runtime (device, pipelines, buffers). */
   readonly runtime: GpuRuntime;
   #cache: GpuDataCache;
-  #strategies: GpuFedAvg[] = [];
+  #sums: GpuWeightedSum[] = [];
 
   /**
    * Wraps a runtime; prefer {@linkcode createBackend}.
@@ -170,20 +164,19 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * A FedAvg whose weighted reduction runs on the GPU.
+   * A weighted sum reduced on the GPU.
    *
-   * @param options The server learning rate.
-   * @returns The strategy.
+   * @returns The sum.
    */
-  createFedAvg(options?: FedAvgOptions): Strategy {
-    const strategy = new GpuFedAvg(this.runtime, options);
-    this.#strategies.push(strategy);
-    return strategy;
+  createWeightedSum(): WeightedSum {
+    const sum = new GpuWeightedSum(this.runtime);
+    this.#sums.push(sum);
+    return sum;
   }
 
   /** Frees every upload, buffer and the device. */
   dispose(): void {
-    for (const strategy of this.#strategies) strategy.dispose();
+    for (const sum of this.#sums) sum.dispose();
     this.#cache.clear();
     this.runtime.dispose();
   }

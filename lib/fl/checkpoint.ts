@@ -5,7 +5,8 @@
  *
  * ```
  * file = "FGCK" || version (1 byte) || payload (msgpack map) || SHA-256(payload) (32 bytes)
- * payload = { round, model: bin (modelToBytes), sampler: { seed, task }, strategy,
+ * payload = { round, model: bin (modelToBytes), sampler: { seed, task },
+ *             strategy: { name, config: map, state: map (bytes kept bit for bit) },
  *             config: map, records: [map...], savedAt: ISO date string }
  * ```
  *
@@ -20,10 +21,11 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { isRecord } from "../net/message.ts";
 import { modelFromBytes, modelToBytes } from "../nn/codec.ts";
 import type { Model } from "../nn/model.ts";
+import type { StrategyState } from "./strategies/strategy.ts";
 
 const _MAGIC = [0x46, 0x47, 0x43, 0x4b]; // "FGCK"
 /** The checkpoint format version this library writes and reads. */
-export const CHECKPOINT_VERSION = 1;
+export const CHECKPOINT_VERSION = 2;
 const _DIGEST = 32;
 
 /** What is wrong with a checkpoint file. */
@@ -59,8 +61,12 @@ export interface Checkpoint {
   model: Model;
   /** The sampler's state: the run's seed and the last task id issued. */
   sampler: { seed: number; task: number };
-  /** The aggregation strategy's name. */
-  strategy: string;
+  /** The aggregation strategy: its name, hyperparameters and state. */
+  strategy: {
+    name: string;
+    config: Record<string, number | string | boolean>;
+    state: StrategyState;
+  };
   /** The run's settings, to refuse resuming with different ones. */
   config: Record<string, number | string | boolean>;
   /** The record of every completed round, as JSON-ready maps. */
@@ -131,7 +137,12 @@ export function checkpointFromBytes(bytes: Uint8Array, name = "checkpoint"): Che
     ) {
       throw new Error("sampler is malformed");
     }
-    if (typeof strategy !== "string") throw new Error("strategy is not a string");
+    if (
+      !isRecord(strategy) || typeof strategy.name !== "string" || !isRecord(strategy.config) ||
+      !isRecord(strategy.state)
+    ) {
+      throw new Error("strategy is malformed");
+    }
     if (!isRecord(config)) throw new Error("config is not a map");
     if (!Array.isArray(records) || !records.every(isRecord)) {
       throw new Error("records is not a list of maps");
@@ -140,7 +151,11 @@ export function checkpointFromBytes(bytes: Uint8Array, name = "checkpoint"): Che
       round,
       model: modelFromBytes(model),
       sampler: { seed: sampler.seed as number, task: sampler.task as number },
-      strategy,
+      strategy: {
+        name: strategy.name,
+        config: strategy.config as Checkpoint["strategy"]["config"],
+        state: strategy.state as StrategyState,
+      },
       config: config as Checkpoint["config"],
       records: records as Record<string, unknown>[],
     };

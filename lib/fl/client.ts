@@ -10,19 +10,14 @@ import { type Backend, type BackendKind, createBackend } from "../compute/backen
 import type { Dataset } from "../data/dataset.ts";
 import type { SecureChannel } from "../net/channel.ts";
 import { ChannelError } from "../net/errors.ts";
+import type { ByteStream } from "../net/framing.ts";
 import type { StaticKeyPair } from "../net/identity.ts";
 import { MessageError } from "../net/message.ts";
 import { HandshakeError } from "../net/noise/errors.ts";
 import { handshakeClient } from "../net/secure.ts";
-import { modelFromBytes } from "../nn/codec.ts";
-import { Rng } from "../rng.ts";
-import {
-  CLIENT_ID_PATTERN,
-  type FlMessage,
-  receiveFl,
-  sendFl,
-  type TaskMessage,
-} from "./protocol.ts";
+import { dialTcp } from "../net/transport.ts";
+import { Participant, type StageHandler } from "./participant.ts";
+import { CLIENT_ID_PATTERN, type FlMessage, receiveFl, sendFl } from "./protocol.ts";
 
 /** How a client retries after a failed connection. */
 export interface RetryOptions {
@@ -40,10 +35,15 @@ export interface RetryOptions {
 
 /** Options of {@linkcode runClient}. */
 export interface ClientOptions {
-  /** The server's address (default `127.0.0.1`). */
+  /** The server's address (default `127.0.0.1`), over TCP. */
   hostname?: string;
-  /** The server's port (default 3000). */
+  /** The server's TCP port (default 3000). */
   port?: number;
+  /**
+   * Opens the byte stream to the server, on any transport (a WebSocket dial, say); it
+   * replaces `hostname` and `port`. Called again for each reconnection.
+   */
+  dial?: () => Promise<ByteStream>;
   /** The server key's fingerprint, as the server prints it. */
   serverFingerprint?: string;
   /** The server's public key, pinned like a fingerprint. */
@@ -62,6 +62,8 @@ export interface ClientOptions {
   log?: (line: string) => void;
   /** Stops the client (it closes its connection and resolves). */
   signal?: AbortSignal;
+  /** Handlers of workflow stages, by stage name (see `round.ts`). */
+  stages?: Record<string, StageHandler>;
 }
 
 /** How a client's run ended. */
@@ -114,6 +116,7 @@ const _FATAL_SERVER_CODES = new Set([
   "unknown-type",
   "invalid",
   "unexpected",
+  "unsupported-stage",
 ]);
 
 /**
@@ -215,6 +218,7 @@ class _Session {
   welcomed = false;
   #options: ClientOptions;
   #backend: Backend;
+  #participant: Participant;
   #summary: ClientSummary;
   #log: (line: string) => void;
   #held: { task: number; message: FlMessage } | null = null;
@@ -226,6 +230,12 @@ class _Session {
     log: (line: string) => void,
   ) {
     this.#options = options;
+    this.#participant = new Participant({
+      id: options.id,
+      data: options.data,
+      backend,
+      ...(options.stages === undefined ? {} : { stages: options.stages }),
+    });
     this.#backend = backend;
     this.#summary = summary;
     this.#log = log;
@@ -234,11 +244,9 @@ class _Session {
   /** Runs the session; resolves with the goodbye reason, rejects on failure. */
   async run(): Promise<string> {
     const options = this.#options;
-    const conn = await Deno.connect({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port ?? 3000,
-    });
-    conn.setKeepAlive(true);
+    const conn = options.dial !== undefined
+      ? await options.dial()
+      : await dialTcp({ hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 3000 });
     let channel: SecureChannel;
     try {
       channel = await handshakeClient(conn, {
@@ -265,6 +273,7 @@ class _Session {
         id: options.id,
         examples: options.data.n,
         backends: [this.#backend.kind],
+        stages: this.#participant.supportedStages,
       });
       for (;;) {
         let message: FlMessage;
@@ -295,11 +304,12 @@ class _Session {
     switch (message.type) {
       case "welcome":
         this.welcomed = true;
+        this.#participant.key = message.key;
         this.#log(`client ${this.#options.id}: connected; the server is at round ${message.round}`);
         return null;
       case "task": {
         this.#held = null;
-        const update = await this.#train(channel, message);
+        const update = await this.#compatible(channel, () => this.#participant.train(message));
         this.#held = { task: message.task, message: update };
         this.#summary.trained++;
         await sendFl(channel, {
@@ -322,21 +332,18 @@ class _Session {
         this.#summary.updates++;
         return null;
       }
-      case "evaluate": {
-        const model = modelFromBytes(message.model);
-        const metrics = await this.#compatible(
+      case "evaluate":
+        await sendFl(
           channel,
-          () => this.#backend.evaluate(model, this.#options.data),
+          await this.#compatible(channel, () => this.#participant.evaluate(message)),
         );
-        await sendFl(channel, {
-          type: "evaluation",
-          task: message.task,
-          examples: metrics.examples,
-          loss: metrics.loss,
-          accuracy: metrics.accuracy,
-        });
         return null;
-      }
+      case "stage":
+        await sendFl(
+          channel,
+          await this.#compatible(channel, () => this.#participant.stage(message)),
+        );
+        return null;
       case "bye":
         this.#log(`client ${this.#options.id}: the server said goodbye: ${message.reason}`);
         return message.reason;
@@ -373,34 +380,5 @@ class _Session {
       }
       throw error;
     }
-  }
-
-  async #train(channel: SecureChannel, task: TaskMessage): Promise<FlMessage> {
-    const started = performance.now();
-    const model = modelFromBytes(task.model);
-    const global = model.params.slice();
-    const result = await this.#compatible(
-      channel,
-      () =>
-        this.#backend.train(model, this.#options.data, {
-          epochs: task.epochs,
-          batchSize: task.batchSize,
-          lr: task.lr,
-          momentum: task.momentum,
-          weightDecay: task.weightDecay,
-          rng: new Rng(task.seed, task.stream),
-        }),
-    );
-    const delta = new Float32Array(global.length);
-    for (let i = 0; i < delta.length; i++) delta[i] = model.params[i]! - global[i]!;
-    return {
-      type: "update",
-      task: task.task,
-      delta,
-      examples: this.#options.data.n,
-      loss: result.last.loss,
-      accuracy: result.last.accuracy,
-      seconds: (performance.now() - started) / 1000,
-    };
   }
 }

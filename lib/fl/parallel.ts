@@ -12,16 +12,14 @@ import { type Backend, CpuBackend } from "../compute/backend.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { modelToBytes } from "../nn/codec.ts";
 import type { Model } from "../nn/model.ts";
-import { type BatchMetrics, type Metrics, sumBatches, type TrainOptions } from "../nn/train.ts";
+import { type BatchMetrics, type Metrics, sumBatches } from "../nn/train.ts";
+import type { LocalTraining } from "./local.ts";
 
 /** Examples per forward pass of {@linkcode TrainerPool.evaluate}, as `evaluate`'s default. */
 const EVAL_BATCH = 1000;
 
 /** The local training settings a task carries. */
-export type TaskOptions = Pick<
-  TrainOptions,
-  "epochs" | "batchSize" | "lr" | "momentum" | "weightDecay"
->;
+export type TaskOptions = LocalTraining;
 
 /** One client's training. */
 export interface TrainTask {

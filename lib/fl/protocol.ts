@@ -1,18 +1,24 @@
 /**
- * The federated-learning protocol between a server and its clients, version 1: msgpack
+ * The federated-learning protocol between a server and its clients, version 2: msgpack
  * messages (see `lib/net/message.ts`) over a Noise secure channel, each validated field by
  * field on receipt.
  *
  * ```
  * client                                   server
- *   hello {id, examples, backends}   ->
+ *   hello {id, examples, backends,   ->
+ *          stages}
  *                                    <-    welcome {round}          (or error, then close)
  *                                    <-    task {task, round, model, epochs, batchSize, lr,
- *                                                momentum, weightDecay, seed, stream, timeoutMs}
+ *                                                momentum, weightDecay, proximalMu, pipeline,
+ *                                                seed, stream, timeoutMs}
  *   ready {task, examples}           ->                             (trained; update held)
  *                                    <-    collect {task}           (one client at a time)
- *   update {task, delta, examples,   ->
- *           loss, accuracy, seconds}
+ *   update {task, stages, codec,     ->
+ *           delta, examples, loss,
+ *           accuracy, seconds}
+ *                                    <-    stage {task, stage, from, data}   (workflows that
+ *   stage-reply {task, stage, to,    ->                                relay among clients)
+ *                data}
  *                                    <-    evaluate {task, model}   (optional)
  *   evaluation {task, examples,      ->
  *               loss, accuracy}
@@ -39,11 +45,13 @@ import {
   sendMessage,
 } from "../net/message.ts";
 import { float32FromBytes, float32ToBytes } from "../nn/codec.ts";
+import { LOCAL_TRAINING_FIELDS, type LocalTraining } from "./local.ts";
+import type { StageSpec } from "./update.ts";
 
 /** The protocol's name and version on every message. */
 export const FL_PROTOCOL: MessageProtocol = {
   name: "fedgpu-fl",
-  version: 1,
+  version: 2,
   types: [
     "hello",
     "welcome",
@@ -53,6 +61,8 @@ export const FL_PROTOCOL: MessageProtocol = {
     "update",
     "evaluate",
     "evaluation",
+    "stage",
+    "stage-reply",
     "error",
     "bye",
   ],
@@ -74,6 +84,8 @@ export interface HelloMessage {
   examples: number;
   /** The compute backends it can train with, such as `["cpu", "webgpu"]`. */
   backends: string[];
+  /** The update stages it implements, such as `["clip"]` (see `update.ts`). */
+  stages: string[];
 }
 
 /** The server admits a client. */
@@ -96,16 +108,10 @@ export interface TaskMessage {
   round: number;
   /** The global model, as `modelToBytes` encodes it. */
   model: Uint8Array;
-  /** Local epochs. */
-  epochs: number;
-  /** Local batch size. */
-  batchSize: number;
-  /** Local learning rate. */
-  lr: number;
-  /** Local SGD momentum. */
-  momentum: number;
-  /** Local weight decay. */
-  weightDecay: number;
+  /** How to train (sent as top-level fields). */
+  training: LocalTraining;
+  /** The update stages to apply, in order. */
+  pipeline: StageSpec[];
   /** Seed of the local shuffling stream. */
   seed: number;
   /** The stream path of the local shuffling: `new Rng(seed, stream)`. */
@@ -138,6 +144,10 @@ export interface UpdateMessage {
   type: "update";
   /** The task's id. */
   task: number;
+  /** The ids of the stages the update went through, in order. */
+  stages: string[];
+  /** How `delta` is encoded: `float32`. */
+  codec: string;
   /** The parameter delta. */
   delta: Float32Array;
   /** The examples it trained on (the update's weight). */
@@ -174,6 +184,34 @@ export interface EvaluationMessage {
   accuracy: number;
 }
 
+/** The server hands a client the messages other clients addressed to it in a stage. */
+export interface StageMessage {
+  /** The message type. */
+  type: "stage";
+  /** The task's id. */
+  task: number;
+  /** The workflow stage, such as `share-keys`. */
+  stage: string;
+  /** The senders' client keys, one per item of `data`. */
+  from: number[];
+  /** The payloads. */
+  data: Uint8Array[];
+}
+
+/** A client's answer to a stage: payloads for other clients of the round (or the server). */
+export interface StageReplyMessage {
+  /** The message type. */
+  type: "stage-reply";
+  /** The task's id. */
+  task: number;
+  /** The workflow stage. */
+  stage: string;
+  /** The addressees' client keys (-1: the server), one per item of `data`. */
+  to: number[];
+  /** The payloads. */
+  data: Uint8Array[];
+}
+
 /** Why an end is closing the connection. */
 export interface ErrorMessage {
   /** The message type. */
@@ -202,6 +240,8 @@ export type FlMessage =
   | UpdateMessage
   | EvaluateMessage
   | EvaluationMessage
+  | StageMessage
+  | StageReplyMessage
   | ErrorMessage
   | ByeMessage;
 
@@ -220,6 +260,7 @@ export function parseFlMessage(raw: RawMessage): FlMessage {
         id: read.string(raw, "id", 64, CLIENT_ID_PATTERN),
         examples: read.int(raw, "examples", 0, _MAX_EXAMPLES),
         backends: read.strings(raw, "backends", 8, 16),
+        stages: read.strings(raw, "stages", 32, 32),
       };
     case "welcome":
       return {
@@ -233,11 +274,8 @@ export function parseFlMessage(raw: RawMessage): FlMessage {
         task: read.int(raw, "task", 1),
         round: read.int(raw, "round", 1),
         model: read.bytes(raw, "model"),
-        epochs: read.int(raw, "epochs", 1, 1_000_000),
-        batchSize: read.int(raw, "batchSize", 1, 1 << 24),
-        lr: read.number(raw, "lr", Number.MIN_VALUE),
-        momentum: read.number(raw, "momentum", 0, 1 - Number.EPSILON),
-        weightDecay: read.number(raw, "weightDecay", 0),
+        training: _readTraining(raw),
+        pipeline: _readPipeline(raw),
         seed: read.int(raw, "seed"),
         stream: read.ints(raw, "stream", 8),
         timeoutMs: read.number(raw, "timeoutMs", 0),
@@ -261,6 +299,8 @@ export function parseFlMessage(raw: RawMessage): FlMessage {
       return {
         type: "update",
         task: read.int(raw, "task", 1),
+        stages: read.strings(raw, "stages", 32, 32),
+        codec: _readCodec(raw),
         delta: float32FromBytes(bytes),
         examples: read.int(raw, "examples", 1, _MAX_EXAMPLES),
         loss: read.metric(raw, "loss"),
@@ -278,6 +318,23 @@ export function parseFlMessage(raw: RawMessage): FlMessage {
         loss: read.metric(raw, "loss"),
         accuracy: read.metric(raw, "accuracy"),
       };
+    case "stage":
+      return {
+        type: "stage",
+        task: read.int(raw, "task", 1),
+        stage: read.string(raw, "stage", 64),
+        ..._readParcels(raw, "from", -1),
+      };
+    case "stage-reply": {
+      const { from, data } = _readParcels(raw, "to", -1);
+      return {
+        type: "stage-reply",
+        task: read.int(raw, "task", 1),
+        stage: read.string(raw, "stage", 64),
+        to: from,
+        data,
+      };
+    }
     case "error":
       return {
         type: "error",
@@ -289,6 +346,66 @@ export function parseFlMessage(raw: RawMessage): FlMessage {
     default:
       throw new MessageError("unknown-type", `Unknown message type ${JSON.stringify(raw.type)}`);
   }
+}
+
+/** The most items one stage message carries. */
+const _MAX_PARCELS = 1 << 16;
+
+function _readTraining(raw: RawMessage): LocalTraining {
+  return {
+    epochs: read.int(raw, "epochs", 1, 1_000_000),
+    batchSize: read.int(raw, "batchSize", 1, 1 << 24),
+    lr: read.number(raw, "lr", Number.MIN_VALUE),
+    momentum: read.number(raw, "momentum", 0, 1 - Number.EPSILON),
+    weightDecay: read.number(raw, "weightDecay", 0),
+    proximalMu: read.number(raw, "proximalMu", 0),
+  };
+}
+
+function _readPipeline(raw: RawMessage): StageSpec[] {
+  const value = raw.fields.pipeline;
+  const bad = (why: string): never => {
+    throw new MessageError("invalid", `Field pipeline of a task message ${why}`);
+  };
+  if (!Array.isArray(value) || value.length > 32) bad("must be a list of at most 32 stages");
+  return (value as unknown[]).map((item) => {
+    if (!Array.isArray(item) || item.length < 1 || item.length > 17) {
+      bad("must hold [id, ...params] lists");
+    }
+    const [id, ...params] = item as unknown[];
+    if (typeof id !== "string" || !/^[a-z0-9-]{1,32}$/.test(id)) bad("has a malformed stage id");
+    if (!params.every((p) => typeof p === "number" && Number.isFinite(p))) {
+      bad("has a non-numeric stage parameter");
+    }
+    return { id: id as string, params: params as number[] };
+  });
+}
+
+function _readCodec(raw: RawMessage): string {
+  const codec = read.string(raw, "codec", 32);
+  if (codec !== "float32") {
+    throw new MessageError("invalid", `Update codec ${JSON.stringify(codec)} is not float32`);
+  }
+  return codec;
+}
+
+function _readParcels(
+  raw: RawMessage,
+  field: string,
+  min: number,
+): { from: number[]; data: Uint8Array[] } {
+  const keys = read.ints(raw, field, _MAX_PARCELS, min);
+  const data = raw.fields.data;
+  if (
+    !Array.isArray(data) || data.length !== keys.length ||
+    !data.every((item) => item instanceof Uint8Array)
+  ) {
+    throw new MessageError(
+      "invalid",
+      `Field data of a ${raw.type} message must be a list of bytes, one per ${field}`,
+    );
+  }
+  return { from: keys, data: data as Uint8Array[] };
 }
 
 /**
@@ -308,7 +425,15 @@ export function sendFl(channel: SecureChannel, message: FlMessage): Promise<void
         bytes: float32ToBytes(delta),
       });
     }
-    case "task":
+    case "task": {
+      const { type, model, training, pipeline, ...fields } = message;
+      const flat: Record<string, unknown> = {
+        ...fields,
+        pipeline: pipeline.map((stage) => [stage.id, ...stage.params]),
+      };
+      for (const field of LOCAL_TRAINING_FIELDS) flat[field] = training[field];
+      return sendMessage(channel, FL_PROTOCOL, type, flat, { key: "model", bytes: model });
+    }
     case "evaluate": {
       const { type, model, ...fields } = message;
       return sendMessage(channel, FL_PROTOCOL, type, fields, { key: "model", bytes: model });

@@ -16,14 +16,19 @@ import { partition, type PartitionScheme } from "../data/partition.ts";
 import type { Model } from "../nn/model.ts";
 import { mnist2nn } from "../nn/presets.ts";
 import { Rng } from "../rng.ts";
+import { InMemoryMember, JobQueue, SharedModelCache } from "./in_memory.ts";
+import { type LocalTraining, localTraining } from "./local.ts";
 import { checkPoolBackend, TrainerPool } from "./parallel.ts";
-import type { Strategy } from "./strategy.ts";
+import { Participant, type StageHandler, type Trainer } from "./participant.ts";
+import { RoundDriver, sampleClients, STREAM, type Workflow } from "./round.ts";
+import { createStrategy, type StrategyOptions } from "./strategies/create.ts";
+import type { Strategy } from "./strategies/strategy.ts";
+import type { StageSpec } from "./update.ts";
 
-/** Stream keys of the simulation's random numbers (see the module doc). */
-export const STREAM = { partition: 1, sample: 2, train: 3 } as const;
+export { sampleClients, STREAM };
 
 /** Options of {@linkcode simulate}. */
-export interface SimulateOptions {
+export interface SimulateOptions extends Partial<LocalTraining> {
   /** The initial global model, trained in place (default {@linkcode mnist2nn} of `seed`). */
   model?: Model;
   /** Data split over the clients (default MNIST's 60,000 training images). */
@@ -36,24 +41,25 @@ export interface SimulateOptions {
   fraction?: number;
   /** Number of rounds (default 100). */
   rounds?: number;
-  /** Local epochs E (default 1). */
-  epochs?: number;
-  /** Local batch size B (default 10). */
-  batchSize?: number;
-  /** Local learning rate (default 0.1). */
-  lr?: number;
-  /** Local SGD momentum (default 0). */
-  momentum?: number;
-  /** Local weight decay (default 0). */
-  weightDecay?: number;
   /** How the training data is split (default "iid"). */
   partition?: PartitionScheme;
   /** Concentration of the Dirichlet partition (default 0.5). */
   alpha?: number;
   /** Shards per client of the "shards" partition (default 2). */
   shardsPerClient?: number;
-  /** The aggregation strategy (default the backend's FedAvg). */
-  strategy?: Strategy;
+  /**
+   * The aggregation strategy: a strategy, or a name of `createStrategy` built on the backend's
+   * weighted sum (default `fedavg`).
+   */
+  strategy?: Strategy | string;
+  /** Hyperparameters of a strategy given by name. */
+  strategyOptions?: StrategyOptions;
+  /** The update pipeline every client applies (default none). */
+  pipeline?: StageSpec[];
+  /** The round's workflow (default train → collect). */
+  workflow?: Workflow;
+  /** Handlers of workflow stages every in-process client runs, by stage name. */
+  stages?: Record<string, StageHandler>;
   /**
    * The engine that trains, evaluates and aggregates: a {@linkcode Backend} (left open), or a
    * kind to create one for the run (default `auto`: WebGPU on a hardware adapter, else CPU).
@@ -91,31 +97,6 @@ export interface RoundRecord {
   model: Model;
   /** The backend that ran the round: kind and device, e.g. `cpu: CPU (Wasm SIMD engine)`. */
   backend: string;
-}
-
-/**
- * The clients a round trains: `max(round(fraction * count), 1)` of `count` clients drawn
- * without replacement from the stream `[2, round]` (`[2, round, attempt]` for a retried
- * round), as ascending indices. The simulation and the networked server both sample this way.
- *
- * @param seed The run's seed.
- * @param round The round number.
- * @param count Clients to sample from.
- * @param fraction Fraction C in (0, 1].
- * @param attempt The attempt at the round, from 0.
- * @returns The sampled indices, ascending.
- */
-export function sampleClients(
-  seed: number,
-  round: number,
-  count: number,
-  fraction: number,
-  attempt = 0,
-): number[] {
-  const perRound = Math.max(Math.round(fraction * count), 1);
-  const stream = attempt === 0 ? [STREAM.sample, round] : [STREAM.sample, round, attempt];
-  return Array.from(new Rng(seed, stream).permutation(count).subarray(0, perRound))
-    .sort((a, b) => a - b);
 }
 
 function _check(condition: boolean, message: string): void {
@@ -167,21 +148,11 @@ function _check(condition: boolean, message: string): void {
  * ```
  */
 export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<RoundRecord> {
-  const config: _Config = {
-    clients: options.clients ?? 100,
-    fraction: options.fraction ?? 0.1,
-    rounds: options.rounds ?? 100,
-    epochs: options.epochs ?? 1,
-    batchSize: options.batchSize ?? 10,
-    lr: options.lr ?? 0.1,
-    momentum: options.momentum ?? 0,
-    weightDecay: options.weightDecay ?? 0,
-    scheme: options.partition ?? "iid",
-    alpha: options.alpha ?? 0.5,
-    shardsPerClient: options.shardsPerClient ?? 2,
-    seed: options.seed ?? 0,
-  };
-  const { clients, fraction, rounds } = config;
+  const clients = options.clients ?? 100;
+  const fraction = options.fraction ?? 0.1;
+  const rounds = options.rounds ?? 100;
+  const seed = options.seed ?? 0;
+  const training = localTraining(options);
   const parallel = options.parallel ?? 1;
   _check(
     Number.isInteger(parallel) && parallel >= 1,
@@ -203,39 +174,79 @@ export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<R
     trainData = mnist.train;
     testData ??= mnist.test;
   }
-  const model = options.model ?? mnist2nn(config.seed);
+  const model = options.model ?? mnist2nn(seed);
   const ownBackend = typeof options.backend !== "object";
   const backend = typeof options.backend === "object"
     ? options.backend
     : await createBackend(options.backend ?? "auto");
   let pool: TrainerPool | null = null;
+  let strategy: Strategy | null = null;
   try {
     if (parallel > 1) {
       checkPoolBackend(backend, "training");
       pool = new TrainerPool(parallel, model, { train: trainData, test: testData });
     }
-    const strategy = options.strategy ?? backend.createFedAvg();
-    yield* _rounds(backend, strategy, model, { train: trainData, test: testData }, config, pool);
+    strategy = typeof options.strategy === "object" ? options.strategy : createStrategy(
+      options.strategy ?? "fedavg",
+      options.strategyOptions,
+      backend.createWeightedSum(),
+    );
+    const data = { train: trainData, test: testData };
+    const members = _members(backend, data.train, pool, options, { clients, seed });
+    yield* _rounds(backend, strategy, model, data, pool, members, {
+      seed,
+      fraction,
+      rounds,
+      training,
+      pipeline: options.pipeline ?? [],
+      workflow: options.workflow,
+    });
   } finally {
+    if (typeof options.strategy !== "object") strategy?.dispose?.();
     pool?.close();
     if (ownBackend) backend.dispose();
   }
 }
 
-/** Every setting of a simulation, defaults applied. */
-interface _Config {
-  clients: number;
-  fraction: number;
-  rounds: number;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  momentum: number;
-  weightDecay: number;
-  scheme: PartitionScheme;
-  alpha: number;
-  shardsPerClient: number;
-  seed: number;
+/** The in-process clients: client `k` holds partition `k` and has key `k`. */
+function _members(
+  backend: Backend,
+  train: Dataset,
+  pool: TrainerPool | null,
+  options: SimulateOptions,
+  run: { clients: number; seed: number },
+): InMemoryMember[] {
+  const parts = partition(train.y, {
+    scheme: options.partition ?? "iid",
+    clients: run.clients,
+    alpha: options.alpha ?? 0.5,
+    shardsPerClient: options.shardsPerClient ?? 2,
+  }, new Rng(run.seed, [STREAM.partition]));
+  const queue = new JobQueue();
+  const models = new SharedModelCache();
+  return parts.map((indices, k) => {
+    // With a pool, every client trains at once on the workers; the driver still folds the
+    // updates in in client order.
+    const trainer: Trainer | undefined = pool === null ? undefined : async (local, task) => {
+      const { delta, loss } = await pool.train({
+        global: local.params,
+        indices,
+        options: task.training,
+        seed: task.seed,
+        stream: task.stream,
+      });
+      return { delta, loss, accuracy: NaN };
+    };
+    const participant = new Participant({
+      id: String(k),
+      data: { n: indices.length, load: () => subset(train, indices) },
+      backend,
+      ...(options.stages === undefined ? {} : { stages: options.stages }),
+      ...(trainer === undefined ? {} : { trainer }),
+    });
+    // Pool jobs run at once; backend jobs one at a time.
+    return new InMemoryMember(participant, k, pool === null ? queue : new JobQueue(), models);
+  });
 }
 
 async function* _rounds(
@@ -243,85 +254,64 @@ async function* _rounds(
   strategy: Strategy,
   model: Model,
   data: { train: Dataset; test: Dataset | undefined },
-  config: _Config,
   pool: TrainerPool | null,
+  members: InMemoryMember[],
+  run: {
+    seed: number;
+    fraction: number;
+    rounds: number;
+    training: LocalTraining;
+    pipeline: StageSpec[];
+    workflow: Workflow | undefined;
+  },
 ): AsyncGenerator<RoundRecord> {
-  const { clients, fraction, rounds, epochs, batchSize, lr, momentum, weightDecay } = config;
-  const { scheme, alpha, shardsPerClient, seed } = config;
-  const { train: trainData, test: testData } = data;
   const backendName = `${backend.kind}: ${backend.device}`;
-  const parts = partition(trainData.y, {
-    scheme,
-    clients,
-    alpha,
-    shardsPerClient,
-  }, new Rng(seed, [STREAM.partition]));
-  const local = model.clone();
-  const update = new Float32Array(model.params.length);
-
-  for (let round = 1; round <= rounds; round++) {
+  const testData = data.test;
+  let task = 0;
+  let round = 0;
+  const driver = new RoundDriver({
+    model,
+    strategy,
+    ...(run.workflow === undefined ? {} : { workflow: run.workflow }),
+    settings: {
+      seed: run.seed,
+      fraction: run.fraction,
+      minUpdates: 1,
+      maxAttempts: 1,
+      roundTimeoutMs: Infinity,
+      uploadTimeoutMs: Infinity,
+      training: run.training,
+      pipeline: run.pipeline,
+    },
+    candidates: () => members,
+    waitForCandidates: () => Promise.resolve(),
+    evaluate: (current) =>
+      testData === undefined
+        ? Promise.resolve({ loss: NaN, accuracy: NaN })
+        : pool !== null
+        ? pool.evaluate(current.params)
+        : backend.evaluate(current, testData),
+    nextTask: () => ++task,
+    log: () => {},
+  });
+  for (round = 1; round <= run.rounds; round++) {
     const started = performance.now();
-    const sampled = sampleClients(seed, round, clients, fraction);
-    strategy.begin(model.params);
-    let examples = 0;
-    let trainLossSum = 0;
-    // With a pool, every client trains at once on the workers; updates are still folded in
-    // in client order.
-    const trained = pool === null
-      ? null
-      : sampled.map((client) =>
-        parts[client]!.length === 0 ? null : pool.train({
-          global: model.params,
-          indices: parts[client]!,
-          options: { epochs, batchSize, lr, momentum, weightDecay },
-          seed,
-          stream: [STREAM.train, round, client],
-        })
-      );
-    // A failing round leaves no promise unobserved.
-    trained?.forEach((promise) => promise?.catch(() => {}));
-    for (const [i, client] of sampled.entries()) {
-      const n = parts[client]!.length;
-      if (n === 0) continue;
-      let delta: Float32Array;
-      let loss: number;
-      const pending = trained?.[i];
-      if (pending) {
-        ({ delta, loss } = await pending);
-      } else {
-        local.params.set(model.params);
-        const result = await backend.train(local, subset(trainData, parts[client]!), {
-          epochs,
-          batchSize,
-          lr,
-          momentum,
-          weightDecay,
-          rng: new Rng(seed, [STREAM.train, round, client]),
-        });
-        for (let j = 0; j < update.length; j++) update[j] = local.params[j]! - model.params[j]!;
-        delta = update;
-        loss = result.last.loss;
+    let outcome;
+    try {
+      outcome = await driver.run(round);
+    } catch (error) {
+      if ((error as Error).name === "ServerError") {
+        throw new RangeError(`Round ${round} sampled only clients without data`);
       }
-      strategy.accumulate(delta, n);
-      examples += n;
-      trainLossSum += loss * n;
+      throw error;
     }
-    if (strategy.count === 0) {
-      throw new RangeError(`Round ${round} sampled only clients without data`);
-    }
-    model.params.set(await strategy.finish());
-    const metrics = testData === undefined
-      ? { loss: NaN, accuracy: NaN }
-      : pool !== null
-      ? await pool.evaluate(model.params)
-      : await backend.evaluate(model, testData);
     yield {
       round,
-      accuracy: metrics.accuracy,
-      loss: metrics.loss,
-      trainLoss: trainLossSum / examples,
-      clients: sampled,
-      examples,
+      accuracy: outcome.metrics.accuracy,
+      loss: outcome.metrics.loss,
+      trainLoss: outcome.trainLoss,
+      clients: outcome.sampled.map((member) => member.key),
+      examples: outcome.examples,
       seconds: (performance.now() - started) / 1000,
       model,
       backend: backendName,

@@ -12,11 +12,17 @@ export interface SgdOptions {
   momentum?: number;
   /** L2 weight decay coefficient, >= 0 (default 0); applied to every parameter. */
   weightDecay?: number;
+  /**
+   * FedProx's proximal coefficient μ >= 0 (default 0): the gradient gains `μ (p − anchor)`,
+   * the gradient of `μ/2 ||p − anchor||²` (Li et al., MLSys 2020, eq. 2).
+   */
+  proximalMu?: number;
 }
 
 /**
  * SGD in PyTorch's formulation: `g = grad + weightDecay * p`, `v = momentum * v + g`,
- * `p -= lr * v` (with momentum 0, simply `p -= lr * g`).
+ * `p -= lr * v` (with momentum 0, simply `p -= lr * g`). With a proximal coefficient μ,
+ * `g` also gains `μ (p − anchor)`, where the anchor is the parameters of the first step.
  *
  * @example Usage
  * ```ts
@@ -36,7 +42,10 @@ export class Sgd {
   readonly momentum: number;
   /** Weight decay coefficient. */
   readonly weightDecay: number;
+  /** Proximal coefficient μ. */
+  readonly proximalMu: number;
   #velocity: Float32Array | null;
+  #anchor: Float32Array | null = null;
 
   /**
    * Creates an optimizer for `size` parameters.
@@ -46,7 +55,7 @@ export class Sgd {
    * @throws {RangeError} If an option is out of range.
    */
   constructor(size: number, options: SgdOptions) {
-    const { lr, momentum = 0, weightDecay = 0 } = options;
+    const { lr, momentum = 0, weightDecay = 0, proximalMu = 0 } = options;
     if (!(lr > 0) || !Number.isFinite(lr)) {
       throw new RangeError(`Learning rate must be positive and finite, got ${lr}`);
     }
@@ -56,6 +65,12 @@ export class Sgd {
     if (!(weightDecay >= 0) || !Number.isFinite(weightDecay)) {
       throw new RangeError(`Weight decay must be non-negative and finite, got ${weightDecay}`);
     }
+    if (!(proximalMu >= 0) || !Number.isFinite(proximalMu)) {
+      throw new RangeError(
+        `Proximal coefficient must be non-negative and finite, got ${proximalMu}`,
+      );
+    }
+    this.proximalMu = proximalMu;
     this.lr = lr;
     this.momentum = momentum;
     this.weightDecay = weightDecay;
@@ -69,6 +84,10 @@ export class Sgd {
    * @param grads Gradients (size).
    */
   step(params: Float32Array, grads: Float32Array): void {
+    if (this.proximalMu > 0) {
+      this.#proximalStep(params, grads);
+      return;
+    }
     const { lr, momentum, weightDecay } = this;
     const v = this.#velocity;
     const n = params.length;
@@ -79,6 +98,22 @@ export class Sgd {
       } else {
         v[i] = momentum * v[i]! + g;
         params[i]! -= lr * v[i]!;
+      }
+    }
+  }
+
+  #proximalStep(params: Float32Array, grads: Float32Array): void {
+    const { lr, momentum, weightDecay, proximalMu } = this;
+    const anchor = this.#anchor ??= params.slice();
+    const v = this.#velocity;
+    for (let i = 0; i < params.length; i++) {
+      const p = params[i]!;
+      const g = grads[i]! + weightDecay * p + proximalMu * (p - anchor[i]!);
+      if (v === null) {
+        params[i] = p - lr * g;
+      } else {
+        v[i] = momentum * v[i]! + g;
+        params[i] = p - lr * v[i]!;
       }
     }
   }

@@ -254,7 +254,8 @@ function readLogits(ws: Workspace, rows: number, classes: number, out: Float32Ar
  * @throws {RangeError} If the data does not fit the model or an option is out of range.
  */
 export function wasmTrain(model: Model, data: Dataset, options: TrainOptions): TrainResult {
-  if (!runsOnKernels(model)) return train(model, data, options);
+  // The fused SGD kernels have no proximal term: FedProx's clients train on the reference.
+  if (!runsOnKernels(model) || (options.proximalMu ?? 0) > 0) return train(model, data, options);
   const { epochs = 1, batchSize = 32, seed = 0, shuffle = true } = options;
   checkTrainingInputs(model, data, { "Epochs": epochs, "Batch size": batchSize });
   if (data.n === 0) throw new RangeError("Cannot train on an empty dataset");

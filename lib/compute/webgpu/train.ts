@@ -411,6 +411,11 @@ export async function gpuTrain(
   checkTrainingInputs(model, data, { "Epochs": epochs, "Batch size": batchSize });
   if (data.n === 0) throw new RangeError("Cannot train on an empty dataset");
   new Sgd(0, { lr, momentum, weightDecay }); // checks the optimizer's options
+  if ((options.proximalMu ?? 0) > 0) {
+    throw new RangeError(
+      "The WebGPU engine has no proximal term (FedProx): train FedProx clients on the cpu backend",
+    );
+  }
   rt.check();
   const rng = options.rng ?? new Rng(seed);
   const batch = Math.min(batchSize, data.n);

@@ -3,19 +3,27 @@
  * Decentralized Data", AISTATS 2017, Algorithm 1): the new global model is the example-weighted
  * average of the clients' models, `w + serverLr * sum_k n_k (w_k - w) / sum_k n_k`.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 
-import type { Strategy } from "./strategy.ts";
+import { Float64WeightedSum, type WeightedSum } from "../../compute/reduce.ts";
+import { checkHyper, type Strategy, type UpdateKind } from "./strategy.ts";
 
 /** Options of {@linkcode FedAvg}. */
 export interface FedAvgOptions {
   /** Scale of the averaged update applied to the global model (default 1, plain FedAvg). */
   serverLr?: number;
+  /**
+   * The reduction to sum on (default a {@linkcode Float64WeightedSum}; a backend's
+   * `createWeightedSum()` runs it on that engine).
+   */
+  sum?: WeightedSum;
 }
 
 /**
- * FedAvg as a streaming {@linkcode Strategy}: a running weighted sum in float64, so memory is
+ * FedAvg as a streaming {@linkcode Strategy}: a running weighted sum, so memory is
  * O(parameters) and the result does not depend on how many clients reported.
  *
  * @example Usage
@@ -32,31 +40,34 @@ export interface FedAvgOptions {
  */
 export class FedAvg implements Strategy {
   /** The strategy's name. */
-  readonly name = "fedavg";
+  readonly name: string = "fedavg";
+  /** The kind of update it takes. */
+  readonly accepts: UpdateKind = "float32-delta";
   /** Scale of the averaged update. */
   readonly serverLr: number;
+  /** The reduction it sums on. */
+  protected readonly sum: WeightedSum;
   #global: Float32Array | null = null;
-  #sum = new Float64Array(0);
-  #totalWeight = 0;
-  #count = 0;
 
   /**
    * Creates the strategy.
    *
-   * @param options The server learning rate.
+   * @param options The server learning rate and the reduction.
    * @throws {RangeError} If `serverLr` is not positive and finite.
    */
   constructor(options: FedAvgOptions = {}) {
-    const { serverLr = 1 } = options;
-    if (!(serverLr > 0) || !Number.isFinite(serverLr)) {
-      throw new RangeError(`Server learning rate must be positive and finite, got ${serverLr}`);
-    }
-    this.serverLr = serverLr;
+    this.serverLr = checkHyper("Server learning rate", options.serverLr ?? 1, 0, Infinity, true);
+    this.sum = options.sum ?? new Float64WeightedSum();
+  }
+
+  /** The hyperparameters. */
+  get config(): Record<string, number | string | boolean> {
+    return { serverLr: this.serverLr };
   }
 
   /** Updates accumulated in the current round. */
   get count(): number {
-    return this.#count;
+    return this.#global === null ? 0 : this.sum.count;
   }
 
   /**
@@ -65,11 +76,20 @@ export class FedAvg implements Strategy {
    * @param global The current global parameters.
    */
   begin(global: Float32Array): void {
+    this.sum.begin(global.length);
     this.#global = global;
-    if (this.#sum.length !== global.length) this.#sum = new Float64Array(global.length);
-    else this.#sum.fill(0);
-    this.#totalWeight = 0;
-    this.#count = 0;
+  }
+
+  /**
+   * A buffer the next update may be decoded into, where the reduction has one.
+   *
+   * @param length The model's number of values.
+   * @returns The buffer.
+   * @throws {Error} If the reduction has none, or no round was begun.
+   */
+  updateBuffer(length: number): Float32Array {
+    if (this.sum.updateBuffer === undefined) throw new Error("This reduction has no buffer");
+    return this.sum.updateBuffer(length);
   }
 
   /**
@@ -82,22 +102,8 @@ export class FedAvg implements Strategy {
    *   weight is not positive and finite; the round's sum is left unchanged.
    */
   accumulate(update: Float32Array, weight: number): void {
-    const sum = this.#sum;
     if (this.#global === null) throw new Error("Call begin() before accumulate()");
-    if (update.length !== sum.length) {
-      throw new RangeError(`Update has ${update.length} values, the model has ${sum.length}`);
-    }
-    if (!(weight > 0) || !Number.isFinite(weight)) {
-      throw new RangeError(`Update weight must be positive and finite, got ${weight}`);
-    }
-    for (let i = 0; i < update.length; i++) {
-      if (!Number.isFinite(update[i]!)) {
-        throw new RangeError(`Update holds a non-finite value at index ${i}`);
-      }
-    }
-    for (let i = 0; i < update.length; i++) sum[i]! += weight * update[i]!;
-    this.#totalWeight += weight;
-    this.#count++;
+    this.sum.add(update, weight);
   }
 
   /**
@@ -106,15 +112,27 @@ export class FedAvg implements Strategy {
    * @returns `global + serverLr * sum / totalWeight`, in a new array.
    * @throws {Error} If no round was begun or no update was accumulated (a round is never faked).
    */
-  finish(): Float32Array {
+  finish(): Float32Array | Promise<Float32Array> {
+    const global = this.takeRound();
+    return this.sum.combine(global, this.serverLr / this.sum.totalWeight);
+  }
+
+  /**
+   * Ends the round's bookkeeping for {@linkcode FedAvg.finish} and its subclasses.
+   *
+   * @returns The round's global parameters.
+   * @throws {Error} If no round was begun or no update was accumulated.
+   */
+  protected takeRound(): Float32Array {
     const global = this.#global;
     if (global === null) throw new Error("Call begin() before finish()");
-    if (this.#count === 0) throw new Error("Cannot finish a round without updates");
-    const scale = this.serverLr / this.#totalWeight;
-    const out = new Float32Array(global.length);
-    const sum = this.#sum;
-    for (let i = 0; i < out.length; i++) out[i] = global[i]! + scale * sum[i]!;
+    if (this.sum.count === 0) throw new Error("Cannot finish a round without updates");
     this.#global = null;
-    return out;
+    return global;
+  }
+
+  /** Frees the reduction's memory. */
+  dispose(): void {
+    this.sum.dispose();
   }
 }

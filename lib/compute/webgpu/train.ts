@@ -19,6 +19,7 @@ import {
   type TrainOptions,
   type TrainResult,
 } from "../../nn/train.ts";
+import { checkGradientInputs } from "../../nn/gradient.ts";
 import { logitsIndex } from "../../nn/workspace.ts";
 import { Rng } from "../../rng.ts";
 import { gpuLayer } from "./ops.ts";
@@ -382,5 +383,57 @@ export async function gpuEvaluate(
     return await plan.runEpoch(_identity(data.n));
   } finally {
     plan.release();
+  }
+}
+
+/**
+ * The gradient of the mean softmax cross-entropy of `model` on `(x, labels)` with respect to
+ * the inputs, computed on the GPU in one step over the whole batch: the contract of
+ * `inputGradient` in `lib/nn/gradient.ts`, equal to it within float rounding.
+ *
+ * @param rt The runtime.
+ * @param model The model (left alone).
+ * @param x Inputs (batch, inputSize), at least one example.
+ * @param labels Class labels (batch), integers in [0, outputSize).
+ * @returns `dL/dx`, (batch, inputSize).
+ * @throws {TypeError} If `x` is not a Float32Array, a label is not an integer, or a layer has
+ *   no WebGPU kernels.
+ * @throws {RangeError} If `x` is empty or not whole examples, `labels` has another length, a
+ *   label is outside [0, outputSize), or `x` exceeds the GPU's largest storage binding.
+ */
+export async function gpuInputGradient(
+  rt: GpuRuntime,
+  model: Model,
+  x: Float32Array,
+  labels: ArrayLike<number>,
+): Promise<Float32Array> {
+  const rows = checkGradientInputs(model, x, labels);
+  if (x.byteLength > rt.maxBindingBytes) {
+    throw new RangeError(
+      `Input of ${x.byteLength} bytes exceeds the GPU's largest storage binding ` +
+        `(${rt.maxBindingBytes} bytes)`,
+    );
+  }
+  rt.check();
+  const y = Uint32Array.from({ length: rows }, (_, i) => labels[i]!);
+  const data: Dataset = {
+    x,
+    y: new Int32Array(y.buffer),
+    n: rows,
+    features: model.inputSize,
+    classes: model.outputSize,
+  };
+  const buffers = { x: rt.upload(x, "input.x"), y: rt.upload(y, "input.y") };
+  try {
+    const plan = new _Plan(rt, model, { data, buffers }, { batch: rows, inputGradient: true });
+    try {
+      await plan.runEpoch(_identity(rows));
+      return new Float32Array(await rt.read(plan.inputGrad!, x.byteLength));
+    } finally {
+      plan.release();
+    }
+  } finally {
+    rt.release(buffers.x);
+    rt.release(buffers.y);
   }
 }

@@ -5,7 +5,8 @@
  * loss and accuracy sums once per epoch and the parameters at the end.
  *
  * Batches follow the same seeded order as the CPU engine's `train()`, so the two
- * engines differ only by float rounding.
+ * engines differ only by float rounding. Each layer records its dispatches as its kind's entry
+ * in `ops.ts` says (one file per kind in `ops/`).
  *
  * @module
  */

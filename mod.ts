@@ -45,6 +45,7 @@ export {
   softmaxForward,
 } from "./lib/nn/kernels.ts";
 export { Sgd, type SgdOptions } from "./lib/nn/optim.ts";
+export { inputGradient } from "./lib/nn/gradient.ts";
 export {
   type BatchMetrics,
   type BatchOptions,

@@ -21,7 +21,7 @@
 
 import { decode, encode } from "@msgpack/msgpack";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { Dense, type Layer, relu, softmax } from "./layers.ts";
+import { findLayerKind, type Layer, layerKind } from "./layers.ts";
 import { countParams, MAX_PARAMS, Model } from "./model.ts";
 
 /** The envelope's format tag. */
@@ -115,9 +115,7 @@ export function float32FromBytes(raw: Uint8Array, target?: Float32Array): Float3
 }
 
 function _layerToRecord(layer: Layer): Record<string, unknown> {
-  return layer.kind === "dense"
-    ? { kind: "dense", nIn: layer.nIn, nOut: layer.nOut, activation: layer.activation }
-    : { kind: layer.kind };
+  return layerKind(layer).toRecord(layer);
 }
 
 function _isRecord(value: unknown): value is Record<string, unknown> {
@@ -130,34 +128,21 @@ function _layerFromRecord(value: unknown, index: number): Layer {
   if (!_isRecord(value)) {
     throw new ModelFormatError("architecture", `Model bytes have a malformed ${where}`);
   }
-  switch (value.kind) {
-    case "relu":
-      return relu;
-    case "softmax":
-      return softmax;
-    case "dense": {
-      const { nIn, nOut, activation } = value;
-      if (activation !== "identity" && activation !== "relu") {
-        throw new ModelFormatError(
-          "architecture",
-          `Model bytes have an unknown activation in ${where}: ${String(activation)}`,
-        );
-      }
-      try {
-        return Dense(nIn as number, nOut as number, activation === "relu" ? relu : undefined);
-      } catch (cause) {
-        throw new ModelFormatError(
-          "architecture",
-          `Model bytes have an invalid ${where}: ${(cause as Error).message}`,
-          { cause },
-        );
-      }
-    }
-    default:
-      throw new ModelFormatError(
-        "architecture",
-        `Model bytes have an unknown layer kind in ${where}: ${String(value.kind)}`,
-      );
+  const kind = findLayerKind(value.kind);
+  if (kind === undefined) {
+    throw new ModelFormatError(
+      "architecture",
+      `Model bytes have an unknown layer kind in ${where}: ${String(value.kind)}`,
+    );
+  }
+  try {
+    return kind.fromRecord(value);
+  } catch (cause) {
+    throw new ModelFormatError(
+      "architecture",
+      `Model bytes have an invalid ${where}: ${(cause as Error).message}`,
+      { cause },
+    );
   }
 }
 

@@ -1,107 +1,59 @@
 /**
- * Layer descriptions in the Flux style: `Dense(784, 200, relu)`, `relu`, `softmax`.
+ * Layer descriptions in the Flux style, `Dense(784, 200, relu)`, `relu`, `softmax`, and the
+ * table of layer kinds that the model, the reference engine and model bytes are built from.
  *
- * A layer here is a plain, immutable description; its parameters live in the flat buffer of
- * the {@linkcode Model} that holds it.
+ * A layer here is a plain, immutable record; its parameters live in the flat buffer of the
+ * `Model` that holds it. Each kind is declared once, in its own file under `layers/` (see
+ * `layers/layer.ts` for the contract); a new kind is a new file there plus its line in
+ * {@linkcode LAYER_KINDS} and in the {@linkcode Layer} union.
  *
  * @module
  */
 
-/** The rectified linear unit, `max(0, x)`: a layer of its own or a `Dense` activation. */
-export interface ReluLayer {
-  /** Discriminant. */
-  readonly kind: "relu";
-}
+import { DENSE, type DenseLayer } from "./layers/dense.ts";
+import type { LayerKind } from "./layers/layer.ts";
+import { RELU, type ReluLayer } from "./layers/relu.ts";
+import { SOFTMAX, type SoftmaxLayer } from "./layers/softmax.ts";
 
-/** The softmax over each example's outputs; only allowed as a chain's last layer. */
-export interface SoftmaxLayer {
-  /** Discriminant. */
-  readonly kind: "softmax";
-}
+export { checkDenseSizes, Dense, type DenseLayer, MAX_LAYER_WIDTH } from "./layers/dense.ts";
+export type { BackwardIo, ForwardIo, LayerKind, LayerRecord } from "./layers/layer.ts";
+export { relu, type ReluLayer } from "./layers/relu.ts";
+export { softmax, type SoftmaxLayer } from "./layers/softmax.ts";
 
-/** A fully connected layer `y = x W + b`, optionally followed by a fused activation. */
-export interface DenseLayer {
-  /** Discriminant. */
-  readonly kind: "dense";
-  /** Inputs per example. */
-  readonly nIn: number;
-  /** Outputs per example. */
-  readonly nOut: number;
-  /** The activation applied to the outputs. */
-  readonly activation: "identity" | "relu";
-}
-
-/** Any layer a {@linkcode Model} can hold. */
+/** Any layer a `Model` can hold. */
 export type Layer = DenseLayer | ReluLayer | SoftmaxLayer;
 
-/**
- * The rectified linear unit. Pass it to {@linkcode Dense} as the activation, or use it as a
- * layer of its own in a chain.
- */
-export const relu: ReluLayer = Object.freeze({ kind: "relu" });
-
-/** The softmax layer, which turns a chain's last outputs into class probabilities. */
-export const softmax: SoftmaxLayer = Object.freeze({ kind: "softmax" });
-
-/** The largest `nIn` or `nOut` a dense layer may have. */
-export const MAX_LAYER_WIDTH = 1 << 24;
+/** Every layer kind's declaration, keyed by kind. */
+export const LAYER_KINDS: Readonly<
+  { [K in Layer["kind"]]: LayerKind<Extract<Layer, { kind: K }>> }
+> = Object.freeze({
+  dense: DENSE,
+  relu: RELU,
+  softmax: SOFTMAX,
+});
 
 /**
- * A fully connected layer with `nIn` inputs and `nOut` outputs.
+ * The declaration of a kind by name.
  *
- * Its weight is an (nIn, nOut) row-major matrix followed by an (nOut) bias in the model's
- * parameter buffer. Weights of layers followed by relu start He-normal, others Glorot-uniform;
- * biases start at zero.
- *
- * @param nIn Inputs per example, a positive integer.
- * @param nOut Outputs per example, a positive integer.
- * @param activation `relu` to fuse a relu after the layer; omitted for none.
- * @returns The layer description.
- * @throws {RangeError} If a size is not a positive integer up to {@linkcode MAX_LAYER_WIDTH}.
- * @throws {TypeError} If the activation is not `relu`.
- *
- * @example Usage
- * ```ts
- * import { Dense, relu } from "@fedgpu/fedgpu";
- * import { strictEqual } from "node:assert/strict";
- *
- * const layer = Dense(10, 5, relu);
- * strictEqual(layer.activation, "relu");
- * ```
+ * @param kind A kind's name (any value: records may not come from this library).
+ * @returns Its declaration, or `undefined` for an unknown kind.
  */
-export function Dense(nIn: number, nOut: number, activation?: ReluLayer): DenseLayer {
-  checkDenseSizes(nIn, nOut);
-  if (activation !== undefined && activation !== relu) {
-    const kind = (activation as { kind?: unknown } | null)?.kind;
-    throw new TypeError(
-      kind === "softmax"
-        ? "Dense takes relu as its activation; put softmax after it as a layer of its own"
-        : `Dense activation must be relu, got ${String(kind ?? activation)}`,
-    );
-  }
-  return Object.freeze({
-    kind: "dense",
-    nIn,
-    nOut,
-    activation: activation === undefined ? "identity" : "relu",
-  });
+export function findLayerKind(kind: unknown): LayerKind<Layer> | undefined {
+  if (typeof kind !== "string" || !Object.hasOwn(LAYER_KINDS, kind)) return undefined;
+  return LAYER_KINDS[kind as Layer["kind"]] as LayerKind<Layer>;
 }
 
 /**
- * Checks the sizes of a dense layer.
+ * The declaration of a layer's kind.
  *
- * @param nIn Inputs per example.
- * @param nOut Outputs per example.
- * @throws {RangeError} If a size is not an integer in [1, {@linkcode MAX_LAYER_WIDTH}].
+ * @param layer A layer of a valid chain.
+ * @returns Its declaration.
+ * @throws {TypeError} If its kind is unknown.
  */
-export function checkDenseSizes(nIn: unknown, nOut: unknown): void {
-  for (const [name, value] of [["nIn", nIn], ["nOut", nOut]] as const) {
-    if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > MAX_LAYER_WIDTH) {
-      throw new RangeError(
-        `Dense ${name} must be an integer in [1, ${MAX_LAYER_WIDTH}], got ${String(value)}`,
-      );
-    }
-  }
+export function layerKind(layer: Layer): LayerKind<Layer> {
+  const kind = findLayerKind(layer?.kind);
+  if (kind === undefined) throw new TypeError(`Unknown layer kind ${String(layer?.kind)}`);
+  return kind;
 }
 
 /**
@@ -111,12 +63,5 @@ export function checkDenseSizes(nIn: unknown, nOut: unknown): void {
  * @returns Its description.
  */
 export function formatLayer(layer: Layer): string {
-  switch (layer.kind) {
-    case "dense":
-      return `Dense(${layer.nIn} => ${layer.nOut}${layer.activation === "relu" ? ", relu" : ""})`;
-    case "relu":
-      return "relu";
-    case "softmax":
-      return "softmax";
-  }
+  return layerKind(layer).format(layer);
 }

@@ -5,8 +5,8 @@
  */
 
 import { Rng } from "../rng.ts";
-import { checkDenseSizes, type DenseLayer, formatLayer, type Layer } from "./layers.ts";
-import { denseForward, reluForward, softmaxForward } from "./kernels.ts";
+import { type DenseLayer, findLayerKind, formatLayer, type Layer, layerKind } from "./layers.ts";
+import { describeValue } from "./layers/layer.ts";
 
 /** The largest number of parameters a model may have (2^28, 1 GiB of float32). */
 export const MAX_PARAMS = 1 << 28;
@@ -25,6 +25,14 @@ export interface DenseParams {
   readonly b: Float32Array;
 }
 
+/** The shapes of a valid chain. */
+interface _ChainShape {
+  /** widths[l]: values per example entering layer l; widths[layers.length]: the outputs. */
+  widths: number[];
+  /** offsets[l]: where layer l's parameters start in the flat buffer; offsets[layers.length]: the count. */
+  offsets: number[];
+}
+
 /**
  * A sequential model: layers applied in order, parameters in one flat buffer.
  * Build one with {@linkcode Chain}.
@@ -32,10 +40,14 @@ export interface DenseParams {
 export class Model {
   /** The layers, in order. */
   readonly layers: readonly Layer[];
-  /** All parameters, each dense layer's weight then bias, in layer order. */
+  /** All parameters, each layer's in layer order (a dense layer's weight, then its bias). */
   readonly params: Float32Array;
   /** Views of each dense layer's weight and bias into {@linkcode Model.params}. */
   readonly dense: readonly DenseParams[];
+  /** Values per example entering each layer, then the outputs: `layers.length + 1` widths. */
+  readonly widths: readonly number[];
+  /** Where each layer's parameters start in {@linkcode Model.params}, then their count. */
+  readonly offsets: readonly number[];
   /** Inputs per example. */
   readonly inputSize: number;
   /** Outputs per example. */
@@ -51,25 +63,25 @@ export class Model {
    * @throws {RangeError} If `params` has the wrong length.
    */
   constructor(layers: readonly Layer[], params?: Float32Array) {
-    const count = countParams(layers);
+    const { widths, offsets } = _shape(layers);
+    const count = offsets[layers.length]!;
     if (params !== undefined && params.length !== count) {
       throw new RangeError(`Model needs ${count} parameters, got ${params.length}`);
     }
     this.layers = Object.freeze([...layers]);
     this.params = params ?? new Float32Array(count);
-    const dense: DenseParams[] = [];
-    let offset = 0;
-    layers.forEach((spec, layer) => {
-      if (spec.kind !== "dense") return;
+    this.widths = Object.freeze(widths);
+    this.offsets = Object.freeze(offsets);
+    this.dense = this.layers.flatMap((spec, layer) => {
+      if (spec.kind !== "dense") return [];
+      const offset = offsets[layer]!;
       const wSize = spec.nIn * spec.nOut;
       const w = this.params.subarray(offset, offset + wSize);
       const b = this.params.subarray(offset + wSize, offset + wSize + spec.nOut);
-      dense.push({ layer, spec, offset, w, b });
-      offset += wSize + spec.nOut;
+      return [{ layer, spec, offset, w, b }];
     });
-    this.dense = dense;
-    this.inputSize = dense[0]!.spec.nIn;
-    this.outputSize = dense[dense.length - 1]!.spec.nOut;
+    this.inputSize = widths[0]!;
+    this.outputSize = widths[layers.length]!;
   }
 
   /** Whether the chain ends with a softmax layer. */
@@ -78,27 +90,29 @@ export class Model {
   }
 
   /**
-   * (Re)initializes the parameters from `seed`: weights of dense layers followed by relu are
-   * He-normal (std `sqrt(2 / nIn)`), others Glorot-uniform (limit `sqrt(6 / (nIn + nOut))`);
-   * biases are zero.
+   * The parameters of layer `l`, a view into {@linkcode Model.params} (empty for a layer
+   * without parameters).
+   *
+   * @param l The layer's index.
+   * @returns The view.
+   */
+  layerParams(l: number): Float32Array {
+    return this.params.subarray(this.offsets[l]!, this.offsets[l + 1]!);
+  }
+
+  /**
+   * (Re)initializes the parameters from `seed`, layer by layer in order: weights of dense
+   * layers followed by relu are He-normal (std `sqrt(2 / nIn)`), others Glorot-uniform (limit
+   * `sqrt(6 / (nIn + nOut))`); biases are zero.
    *
    * @param seed The seed; the same seed gives the same bits.
    * @returns This model.
    */
   initialize(seed: number): this {
     const rng = new Rng(seed);
-    for (const { layer, spec, w, b } of this.dense) {
-      const next = this.layers[layer + 1];
-      const reluAfter = spec.activation === "relu" || next?.kind === "relu";
-      if (reluAfter) {
-        const std = Math.sqrt(2 / spec.nIn);
-        for (let i = 0; i < w.length; i++) w[i] = rng.normal() * std;
-      } else {
-        const limit = Math.sqrt(6 / (spec.nIn + spec.nOut));
-        for (let i = 0; i < w.length; i++) w[i] = (2 * rng.float() - 1) * limit;
-      }
-      b.fill(0);
-    }
+    this.layers.forEach((spec, l) => {
+      layerKind(spec).initialize?.(spec, this.layerParams(l), rng, this.layers[l + 1]);
+    });
     return this;
   }
 
@@ -120,33 +134,13 @@ export class Model {
       );
     }
     let current = x;
-    let width = this.inputSize;
-    let denseIndex = 0;
-    for (const spec of this.layers) {
-      switch (spec.kind) {
-        case "dense": {
-          const { w, b } = this.dense[denseIndex++]!;
-          const out = new Float32Array(rows * spec.nOut);
-          denseForward(current, w, b, out, rows, spec.nIn, spec.nOut, spec.activation === "relu");
-          current = out;
-          width = spec.nOut;
-          break;
-        }
-        case "relu": {
-          const out = new Float32Array(current.length);
-          reluForward(current, out, current.length);
-          current = out;
-          break;
-        }
-        case "softmax": {
-          const out = new Float32Array(current.length);
-          softmaxForward(current, out, rows, width);
-          current = out;
-          break;
-        }
-      }
-    }
-    return current === x ? x.slice() : current;
+    this.layers.forEach((spec, l) => {
+      const y = new Float32Array(rows * this.widths[l + 1]!);
+      const inputs = this.widths[l]!;
+      layerKind(spec).forward(spec, { x: current, y, rows, inputs, params: this.layerParams(l) });
+      current = y;
+    });
+    return current;
   }
 
   /** A deep copy: same layers, a copy of the parameters. */
@@ -170,66 +164,47 @@ export class Model {
  * @throws {RangeError} If the model would exceed {@linkcode MAX_PARAMS} parameters.
  */
 export function countParams(layers: readonly Layer[]): number {
-  let count = 0;
-  let width: number | undefined = undefined;
+  return _shape(layers).offsets[layers.length]!;
+}
+
+/** Checks a chain layer by layer and works out its widths and parameter offsets. */
+function _shape(layers: readonly Layer[]): _ChainShape {
+  const widths: (number | undefined)[] = [undefined];
+  const offsets = [0];
   layers.forEach((spec, i) => {
-    switch (spec?.kind) {
-      case "dense":
-        _checkDenseRecord(spec, i);
-        if (width !== undefined && spec.nIn !== width) {
-          throw new TypeError(
-            `Layer ${i + 1} (${
-              formatLayer(spec)
-            }) expects ${spec.nIn} inputs but receives ${width}`,
-          );
-        }
-        width = spec.nOut;
-        count += spec.nIn * spec.nOut + spec.nOut;
-        if (count > MAX_PARAMS) {
-          throw new RangeError(`Model exceeds the limit of ${MAX_PARAMS} parameters`);
-        }
-        break;
-      case "relu":
-        break;
-      case "softmax":
-        if (i !== layers.length - 1) {
-          throw new TypeError(`softmax must be the last layer, found at layer ${i + 1}`);
-        }
-        break;
-      default:
-        throw new TypeError(`Layer ${i + 1} is not a layer: ${_describe(spec)}`);
+    const kind = findLayerKind(spec?.kind);
+    if (kind === undefined) {
+      throw new TypeError(`Layer ${i + 1} is not a layer: ${describeValue(spec)}`);
     }
+    try {
+      kind.check(spec);
+    } catch (error) {
+      const message = `Layer ${i + 1}: ${(error as Error).message}`;
+      throw error instanceof RangeError ? new RangeError(message) : new TypeError(message);
+    }
+    if (kind.lossHead && i !== layers.length - 1) {
+      throw new TypeError(`${kind.kind} must be the last layer, found at layer ${i + 1}`);
+    }
+    const width = widths[i];
+    const need = kind.inputs(spec);
+    if (need !== undefined && width !== undefined && need !== width) {
+      throw new TypeError(
+        `Layer ${i + 1} (${kind.format(spec)}) expects ${need} inputs but receives ${width}`,
+      );
+    }
+    // A layer that takes any width passes an unknown one on; the first fixed one fills it in.
+    if (width === undefined && need !== undefined) widths.fill(need);
+    widths.push(kind.outputs(spec, widths[i]));
+    const count = offsets[i]! + kind.paramCount(spec);
+    if (count > MAX_PARAMS) {
+      throw new RangeError(`Model exceeds the limit of ${MAX_PARAMS} parameters`);
+    }
+    offsets.push(count);
   });
-  if (width === undefined) throw new TypeError("A chain needs at least one Dense layer");
-  return count;
-}
-
-/** Checks a dense record that may not come from `Dense()`. */
-function _checkDenseRecord(spec: DenseLayer, i: number): void {
-  try {
-    checkDenseSizes(spec.nIn, spec.nOut);
-  } catch (error) {
-    throw new RangeError(`Layer ${i + 1}: ${(error as Error).message}`);
+  if (widths[layers.length] === undefined) {
+    throw new TypeError("A chain needs at least one Dense layer");
   }
-  if (spec.activation !== "identity" && spec.activation !== "relu") {
-    throw new TypeError(
-      `Layer ${i + 1}: Dense activation must be "identity" or "relu", got ${
-        _describe(spec.activation)
-      }`,
-    );
-  }
-}
-
-function _describe(value: unknown): string {
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    // BigInts and circular objects.
-    const kind = typeof value === "object" && value !== null
-      ? (value as { kind?: unknown }).kind
-      : undefined;
-    return kind === undefined ? String(value) : `an object of kind ${String(kind)}`;
-  }
+  return { widths: widths as number[], offsets };
 }
 
 /**

@@ -9,15 +9,10 @@
 
 import type { Dataset } from "../data/dataset.ts";
 import { Rng } from "../rng.ts";
-import {
-  denseBackward,
-  denseForward,
-  reluBackward,
-  reluForward,
-  softmaxCrossEntropy,
-} from "./kernels.ts";
+import { softmaxCrossEntropy } from "./kernels.ts";
 import type { Model } from "./model.ts";
 import { Sgd, type SgdOptions } from "./optim.ts";
+import { Workspace } from "./workspace.ts";
 
 /** Loss and accuracy over a dataset. */
 export interface Metrics {
@@ -51,102 +46,6 @@ export interface TrainResult {
   last: Metrics;
   /** Optimizer steps taken. */
   steps: number;
-}
-
-/** Buffers for one batch size, allocated once per call. */
-class _Workspace {
-  /** acts[0] is the input batch; acts[l + 1] the output of layer l (logits at a softmax). */
-  readonly acts: Float32Array[];
-  /** grads[l + 1] is the gradient of acts[l + 1]. */
-  readonly grads: Float32Array[];
-  /** widths[l] is the number of values per example in acts[l]. */
-  readonly widths: number[];
-  readonly labels: Int32Array;
-  /** Gradient of the loss for every parameter, laid out like `model.params`. */
-  readonly paramGrads: Float32Array;
-  /** Views of `paramGrads` for each dense layer's weight and bias. */
-  readonly denseGrads: { dw: Float32Array; db: Float32Array }[];
-
-  constructor(model: Model, batch: number, options: { training: boolean }) {
-    this.widths = [model.inputSize];
-    for (const spec of model.layers) {
-      this.widths.push(spec.kind === "dense" ? spec.nOut : this.widths[this.widths.length - 1]!);
-    }
-    this.acts = this.widths.map((width) => new Float32Array(batch * width));
-    const gradSize = (l: number) => options.training && l > 0 ? batch * this.widths[l]! : 0;
-    this.grads = this.widths.map((_, l) => new Float32Array(gradSize(l)));
-    this.labels = new Int32Array(batch);
-    this.paramGrads = new Float32Array(options.training ? model.params.length : 0);
-    this.denseGrads = options.training
-      ? model.dense.map(({ offset, spec }) => {
-        const wSize = spec.nIn * spec.nOut;
-        return {
-          dw: this.paramGrads.subarray(offset, offset + wSize),
-          db: this.paramGrads.subarray(offset + wSize, offset + wSize + spec.nOut),
-        };
-      })
-      : [];
-  }
-
-  /** Copies the examples `order[start, start + rows)` into the input and label buffers. */
-  gather(data: Dataset, order: ArrayLike<number>, start: number, rows: number): void {
-    const f = data.features;
-    const input = this.acts[0]!;
-    for (let r = 0; r < rows; r++) {
-      const j = order[start + r]!;
-      input.set(data.x.subarray(j * f, (j + 1) * f), r * f);
-      this.labels[r] = data.y[j]!;
-    }
-  }
-
-  /** Runs the layers on the gathered batch; returns the logits (a softmax is left for the loss). */
-  forward(model: Model, rows: number): Float32Array {
-    let denseIndex = 0;
-    model.layers.forEach((spec, l) => {
-      const x = this.acts[l]!;
-      const y = this.acts[l + 1]!;
-      switch (spec.kind) {
-        case "dense": {
-          const { w, b } = model.dense[denseIndex++]!;
-          denseForward(x, w, b, y, rows, spec.nIn, spec.nOut, spec.activation === "relu");
-          break;
-        }
-        case "relu":
-          reluForward(x, y, rows * this.widths[l]!);
-          break;
-        case "softmax":
-          y.set(x.subarray(0, rows * this.widths[l]!));
-          break;
-      }
-    });
-    return this.acts[this.acts.length - 1]!;
-  }
-
-  /** Back-propagates `grads[last]` (the logits' gradient) into `paramGrads`, zeroed first. */
-  backward(model: Model, rows: number): void {
-    this.paramGrads.fill(0);
-    let denseIndex = model.dense.length;
-    for (let l = model.layers.length - 1; l >= 0; l--) {
-      const spec = model.layers[l]!;
-      const dy = this.grads[l + 1]!;
-      const dx = l > 0 ? this.grads[l]! : null;
-      switch (spec.kind) {
-        case "dense": {
-          const { w } = model.dense[--denseIndex]!;
-          const { dw, db } = this.denseGrads[denseIndex]!;
-          if (spec.activation === "relu") reluBackward(this.acts[l + 1]!, dy, dy, rows * spec.nOut);
-          denseBackward(this.acts[l]!, w, dy, dx, dw, db, rows, spec.nIn, spec.nOut);
-          break;
-        }
-        case "relu":
-          if (dx !== null) reluBackward(this.acts[l + 1]!, dy, dx, rows * this.widths[l]!);
-          break;
-        case "softmax":
-          if (dx !== null) dx.set(dy.subarray(0, rows * this.widths[l]!));
-          break;
-      }
-    }
-  }
 }
 
 /**
@@ -214,7 +113,7 @@ export function train(model: Model, data: Dataset, options: TrainOptions): Train
   const rng = options.rng ?? new Rng(seed);
   const sgd = new Sgd(model.params.length, options);
   const batch = Math.min(batchSize, data.n);
-  const ws = new _Workspace(model, batch, { training: true });
+  const ws = new Workspace(model, batch, { training: true });
   const classes = model.outputSize;
   const dLogits = ws.grads[ws.grads.length - 1]!;
   let steps = 0;
@@ -228,11 +127,11 @@ export function train(model: Model, data: Dataset, options: TrainOptions): Train
     for (let start = 0; start < data.n; start += batch) {
       const rows = Math.min(batch, data.n - start);
       ws.gather(data, order, start, rows);
-      const logits = ws.forward(model, rows);
+      const logits = ws.forward(rows);
       const step = softmaxCrossEntropy(logits, ws.labels, dLogits, rows, classes);
       lossSum += step.lossSum;
       correct += step.correct;
-      ws.backward(model, rows);
+      ws.backward(rows);
       sgd.step(model.params, ws.paramGrads);
       steps++;
     }
@@ -299,10 +198,10 @@ export function evaluateBatches(
 ): BatchMetrics {
   const { batch, from, to } = batchRange(model, data, options);
   if (to === from) return { lossSums: new Float64Array(0), correct: new Uint32Array(0) };
-  const ws = new _Workspace(model, batch, { training: false });
+  const ws = new Workspace(model, batch, { training: false });
   return scoreBatches(model, data, batch, from, to, (start, rows) => {
     ws.acts[0]!.set(data.x.subarray(start * data.features, (start + rows) * data.features));
-    return ws.forward(model, rows);
+    return ws.forward(rows);
   });
 }
 

@@ -432,7 +432,7 @@ Deno.test("modelFromBytes() rejects an inconsistent architecture under a valid d
     [
       "an unknown activation",
       body([dense(1, 1, "sigmoid")], p(2)),
-      "Model bytes have an unknown activation in layer 1: sigmoid",
+      'Model bytes have an invalid layer 1: Dense activation must be "identity" or "relu", got "sigmoid"',
     ],
     [
       "a zero width",

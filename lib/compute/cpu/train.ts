@@ -4,15 +4,14 @@
  * `train` and `evaluate` in `lib/nn/train.ts`. Parameters, velocity and every buffer live in
  * Wasm memory for a whole call; nothing is allocated per step.
  *
- * Models made of dense layers (relu or none) with an optional trailing softmax run on the
- * kernels; any other chain falls back to the reference engine.
+ * Each layer runs on its kind's kernels from the table of `ops.ts`; a chain with a layer that
+ * has none (a standalone relu, say) falls back to the reference engine.
  *
  * @module
  */
 
 import type { Dataset } from "../../data/dataset.ts";
 import { softmaxCrossEntropy } from "../../nn/kernels.ts";
-import type { DenseLayer } from "../../nn/layers.ts";
 import type { Model } from "../../nn/model.ts";
 import { Sgd } from "../../nn/optim.ts";
 import {
@@ -28,48 +27,34 @@ import {
   type TrainOptions,
   type TrainResult,
 } from "../../nn/train.ts";
+import { logitsIndex } from "../../nn/workspace.ts";
 import { Rng } from "../../rng.ts";
-import { heap, wasm } from "./wasm.ts";
-
-/** Columns per register block of the kernels; layer widths are padded to a multiple. */
-const BLOCK = 16;
-const pad = (n: number) => Math.ceil(n / BLOCK) * BLOCK;
+import { wasmLayer } from "./ops.ts";
+import { pad, type WasmOp } from "./ops/op.ts";
+import { heap } from "./wasm.ts";
 
 /**
- * Whether {@linkcode wasmTrain} and {@linkcode wasmEvaluate} run `model` on the kernels (dense
- * layers, then at most a softmax) rather than falling back to the reference engine.
+ * Whether {@linkcode wasmTrain} and {@linkcode wasmEvaluate} run `model` on the kernels (every
+ * layer has kernels in `ops.ts`, a trailing softmax aside) rather than falling back to the
+ * reference engine.
  *
  * @param model The model.
  * @returns True if the kernels can run it.
  */
 export function runsOnKernels(model: Model): boolean {
-  return model.layers.every((spec, l) =>
-    spec.kind === "dense" || (spec.kind === "softmax" && l === model.layers.length - 1)
-  );
-}
-
-/** One dense layer's place in Wasm memory. */
-interface Slab {
-  spec: DenseLayer;
-  /** Padded outputs (a multiple of {@linkcode BLOCK}). */
-  nOutP: number;
-  w: number;
-  b: number;
-  vw: number;
-  vb: number;
+  const depth = logitsIndex(model);
+  return model.layers.every((spec, l) => l >= depth || wasmLayer(spec) !== undefined);
 }
 
 /** The Wasm buffers of one call, sized for `cap` rows. */
 class Workspace {
-  readonly slabs: Slab[];
-  /** acts[j]: the input of dense layer j (j = layers: the logits); grads[j] its gradient. */
+  readonly ops: WasmOp[];
+  /** acts[l]: the input of layer l (l = ops.length: the logits); grads[l] its gradient. */
   readonly acts: number[];
   readonly grads: number[];
-  /** Row strides of acts[j] and grads[j], in bytes. */
+  /** Row strides of acts[l] and grads[l], in bytes. */
   readonly strides: number[];
-  readonly dyT: number;
-  readonly dy64: number;
-  readonly ones: number;
+  readonly scratch: Record<string, number> = {};
   readonly cap: number;
   readonly #blocks: number[] = [];
 
@@ -78,7 +63,7 @@ class Workspace {
     batch: number,
     options: { training: boolean; momentum: boolean },
   ) {
-    const cap = Math.ceil(batch / BLOCK) * BLOCK;
+    const cap = pad(batch);
     this.cap = cap;
     const alloc = (bytes: number) => {
       const at = heap.alloc(bytes);
@@ -86,144 +71,64 @@ class Workspace {
       return at;
     };
     try {
-      this.slabs = model.dense.map(({ spec }) => {
-        const nOutP = pad(spec.nOut);
-        const wBytes = spec.nIn * nOutP * 4;
-        const velocity = options.training && options.momentum;
-        return {
-          spec,
-          nOutP,
-          w: alloc(wBytes),
-          b: alloc(nOutP * 4),
-          vw: velocity ? alloc(wBytes) : 0,
-          vb: velocity ? alloc(nOutP * 4) : 0,
-        };
-      });
-      const widths = [model.dense[0]!.spec.nIn, ...model.dense.map(({ spec }) => spec.nOut)];
-      this.strides = widths.map((n) => pad(n) * 4);
+      const { training } = options;
+      const ctx = { alloc, cap, training, momentum: options.momentum };
+      const depth = logitsIndex(model);
+      this.ops = model.layers.slice(0, depth).map((spec) => wasmLayer(spec)!(spec, ctx));
+      this.strides = model.widths.slice(0, depth + 1).map((n) => pad(n) * 4);
       this.acts = this.strides.map((stride) => alloc(cap * stride));
-      const training = options.training;
-      this.grads = this.strides.map((stride, j) => training && j > 0 ? alloc(cap * stride) : 0);
-      const widest = Math.max(...this.slabs.map((s) => s.nOutP));
-      this.dyT = training ? alloc(widest * cap * 8) : 0;
-      this.dy64 = training ? alloc(cap * widest * 8) : 0;
-      this.ones = training ? alloc(cap * 4) : 0;
-      if (training) new Float32Array(heap.buffer, this.ones, cap).fill(1);
+      this.grads = this.strides.map((stride, l) => training && l > 0 ? alloc(cap * stride) : 0);
+      const sizes = new Map<string, number>();
+      for (const op of this.ops) {
+        for (const [name, bytes] of Object.entries(op.scratch)) {
+          sizes.set(name, Math.max(sizes.get(name) ?? 0, bytes));
+        }
+      }
+      for (const [name, bytes] of sizes) this.scratch[name] = alloc(bytes);
     } catch (error) {
       this.free();
       throw error;
     }
   }
 
-  /** Copies the model's parameters into the padded Wasm layout. */
+  /** Copies the model's parameters into the ops' Wasm layouts. */
   load(): void {
-    const memory = heap.buffer;
-    this.model.dense.forEach(({ w, b }, l) => {
-      const { spec, nOutP } = this.slabs[l]!;
-      const wv = new Float32Array(memory, this.slabs[l]!.w, spec.nIn * nOutP);
-      for (let k = 0; k < spec.nIn; k++) {
-        wv.set(w.subarray(k * spec.nOut, (k + 1) * spec.nOut), k * nOutP);
-      }
-      new Float32Array(memory, this.slabs[l]!.b, spec.nOut).set(b);
-    });
+    this.ops.forEach((op, l) => op.load(this.model.layerParams(l)));
   }
 
   /** Copies the parameters back into the model. */
   store(): void {
-    const memory = heap.buffer;
-    this.model.dense.forEach(({ w, b }, l) => {
-      const { spec, nOutP } = this.slabs[l]!;
-      const wv = new Float32Array(memory, this.slabs[l]!.w, spec.nIn * nOutP);
-      for (let k = 0; k < spec.nIn; k++) {
-        w.set(wv.subarray(k * nOutP, k * nOutP + spec.nOut), k * spec.nOut);
-      }
-      b.set(new Float32Array(memory, this.slabs[l]!.b, spec.nOut));
-    });
+    this.ops.forEach((op, l) => op.store(this.model.layerParams(l)));
   }
 
-  /** Runs the dense layers on `rows` gathered inputs. */
+  /** Runs the layers on `rows` gathered inputs. */
   forward(rows: number): void {
-    this.slabs.forEach(({ spec, nOutP, w, b }, l) => {
-      wasm.dense_fwd(
-        this.acts[l]!,
-        this.strides[l]!,
-        w,
-        nOutP * 4,
-        b,
-        this.acts[l + 1]!,
-        this.strides[l + 1]!,
+    this.ops.forEach((op, l) => {
+      op.forward({
+        x: this.acts[l]!,
+        xStride: this.strides[l]!,
+        y: this.acts[l + 1]!,
+        yStride: this.strides[l + 1]!,
         rows,
-        spec.nIn,
-        nOutP / BLOCK,
-        spec.activation === "relu" ? 1 : 0,
-      );
+      });
     });
   }
 
   /** Back-propagates grads[last] and steps every parameter, layer by layer from the top. */
   backwardAndStep(rows: number, sgd: Sgd): void {
-    const momentum = sgd.momentum > 0 ? 1 : 0;
-    for (let l = this.slabs.length - 1; l >= 0; l--) {
-      const { spec, nOutP, w, b, vw, vb } = this.slabs[l]!;
-      wasm.prep_dy(
-        this.grads[l + 1]!,
-        this.strides[l + 1]!,
+    for (let l = this.ops.length - 1; l >= 0; l--) {
+      this.ops[l]!.backwardAndStep({
+        x: this.acts[l]!,
+        xStride: this.strides[l]!,
+        y: this.acts[l + 1]!,
+        yStride: this.strides[l + 1]!,
+        dy: this.grads[l + 1]!,
+        dyStride: this.strides[l + 1]!,
+        dx: this.grads[l]!,
+        maskDx: l > 0 && this.ops[l - 1]!.rectified,
         rows,
-        spec.nOut,
-        this.dyT,
-        this.cap * 8,
-        this.dy64,
-        nOutP * 8,
-      );
-      if (l > 0) {
-        wasm.dense_dx(
-          this.dyT,
-          this.cap * 8,
-          w,
-          nOutP * 4,
-          spec.nOut,
-          this.grads[l]!,
-          this.acts[l]!,
-          this.strides[l]!,
-          rows,
-          spec.nIn,
-          this.slabs[l - 1]!.spec.activation === "relu" ? 1 : 0,
-        );
-      }
-      const { lr, weightDecay } = sgd;
-      const blocks = nOutP / BLOCK;
-      wasm.dense_dw_sgd(
-        this.acts[l]!,
-        this.strides[l]!,
-        this.dy64,
-        nOutP * 8,
-        rows,
-        spec.nIn,
-        blocks,
-        w,
-        nOutP * 4,
-        vw,
-        lr,
-        sgd.momentum,
-        weightDecay,
-        momentum,
-      );
-      wasm.dense_dw_sgd(
-        this.ones,
-        4,
-        this.dy64,
-        nOutP * 8,
-        rows,
-        1,
-        blocks,
-        b,
-        nOutP * 4,
-        vb,
-        lr,
-        sgd.momentum,
-        weightDecay,
-        momentum,
-      );
+        scratch: this.scratch,
+      }, sgd);
     }
   }
 
@@ -263,8 +168,9 @@ export function wasmTrain(model: Model, data: Dataset, options: TrainOptions): T
   const sgd = new Sgd(0, options);
   const batch = Math.min(batchSize, data.n);
   const classes = model.outputSize;
-  const lastRelu = model.dense[model.dense.length - 1]!.spec.activation === "relu";
   const ws = new Workspace(model, batch, { training: true, momentum: sgd.momentum > 0 });
+  // A rectified top layer's mask is applied here, as the logits' gradient is written.
+  const lastRelu = ws.ops[ws.ops.length - 1]!.rectified;
   try {
     ws.load();
     const f = data.features;

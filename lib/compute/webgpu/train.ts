@@ -5,7 +5,8 @@
  * loss and accuracy sums once per epoch and the parameters at the end.
  *
  * Batches follow the same seeded order as the CPU engine's `train()`, so the two
- * engines differ only by float rounding.
+ * engines differ only by float rounding. Each layer records its dispatches as its kind's entry
+ * in `ops.ts` says (one file per kind in `ops/`).
  *
  * @module
  */
@@ -19,7 +20,11 @@ import {
   type TrainOptions,
   type TrainResult,
 } from "../../nn/train.ts";
+import { checkGradientInputs } from "../../nn/gradient.ts";
+import { logitsIndex } from "../../nn/workspace.ts";
 import { Rng } from "../../rng.ts";
+import { gpuLayer } from "./ops.ts";
+import { type GpuPlanContext, type GpuShape, uniformWords, workgroups } from "./ops/op.ts";
 import { type GpuRuntime, STORAGE, UNIFORM } from "./runtime.ts";
 
 /** Data uploaded to the GPU: features (n, features) and labels (n). */
@@ -34,27 +39,11 @@ interface _Op {
   readonly group: GPUBindGroup;
   readonly dims: GPUBuffer;
   /** The uniform's words and the workgroup counts for a batch of `rows`. */
-  readonly shape: (rows: number) => { words: ArrayBuffer; x: number; y: number };
-}
-
-function _words(values: number[], floats: readonly number[] = []): ArrayBuffer {
-  const padded = Math.ceil(values.length / 4) * 4;
-  const buffer = new ArrayBuffer(padded * 4);
-  const u32 = new Uint32Array(buffer);
-  const f32 = new Float32Array(buffer);
-  values.forEach((value, i) => {
-    if (floats.includes(i)) f32[i] = value;
-    else u32[i] = value;
-  });
-  return buffer;
+  readonly shape: GpuShape;
 }
 
 function _identity(n: number): Uint32Array {
   return Uint32Array.from({ length: n }, (_, i) => i);
-}
-
-function _groups(count: number, size = 256): number {
-  return Math.ceil(count / size);
 }
 
 /** Caches each dataset's upload for the runtime's lifetime. */
@@ -104,6 +93,16 @@ export class GpuDataCache {
   }
 }
 
+/** Options of a {@linkcode _Plan}. */
+interface _PlanOptions {
+  /** Examples a step. */
+  batch: number;
+  /** The optimizer, when training: backward passes and a step after each batch. */
+  sgd?: { lr: number; momentum: number; weightDecay: number };
+  /** Whether each step also writes the loss's gradient with respect to the input batch. */
+  inputGradient?: boolean;
+}
+
 /** The buffers and recorded dispatches of one model at one batch size. */
 class _Plan {
   readonly rt: GpuRuntime;
@@ -112,6 +111,8 @@ class _Plan {
   readonly order: GPUBuffer;
   readonly gatherDims: GPUBuffer;
   readonly ops: _Op[] = [];
+  /** The gradient of the last step's input batch, when asked for. */
+  readonly inputGrad: GPUBuffer | null;
   readonly #n: number;
   readonly #batch: number;
   readonly #features: number;
@@ -122,70 +123,61 @@ class _Plan {
   #groups: { x: number; y: number }[] = [];
 
   /**
-   * Builds the plan.
+   * Builds the plan: each layer records its dispatches as its kind's entry in `ops.ts` says.
    *
    * @param rt The runtime.
    * @param model The model (its current parameters are uploaded).
    * @param dataset The examples and their GPU buffers.
-   * @param options Batch size and the optimizer (when training).
+   * @param options Batch size, the optimizer (when training), and whether to compute the
+   *   input's gradient.
+   * @throws {TypeError} If a layer's kind has no WebGPU kernels.
    */
   constructor(
     rt: GpuRuntime,
     model: Model,
     dataset: { data: Dataset; buffers: _GpuData },
-    options: { batch: number; sgd?: { lr: number; momentum: number; weightDecay: number } },
+    options: _PlanOptions,
   ) {
     this.rt = rt;
-    const { batch, sgd } = options;
+    const { batch, sgd, inputGradient = false } = options;
     const { data: examples, buffers: data } = dataset;
+    const depth = logitsIndex(model);
+    const kinds = model.layers.slice(0, depth).map(gpuLayer);
     this.#n = examples.n;
     this.#batch = batch;
     this.#features = examples.features;
     const training = sgd !== undefined;
+    const backward = training || inputGradient;
     const own = (buffer: GPUBuffer) => (this.#owned.push(buffer), buffer);
     this.params = own(rt.upload(model.params, "params"));
     const grads = training ? own(rt.acquire(model.params.byteLength, STORAGE, "grads")) : null;
     this.stats = own(rt.acquire(8 * Math.ceil(examples.n / batch), STORAGE, "stats"));
     this.order = own(rt.acquire(4 * examples.n, STORAGE, "order"));
-    this.gatherDims = own(
-      rt.acquire(16, UNIFORM, "gather.dims"),
-    );
+    this.gatherDims = own(rt.acquire(16, UNIFORM, "gather.dims"));
 
-    // Activations: acts[0] is the batch input, acts[l + 1] the output of layer l.
-    const widths = [model.inputSize];
-    for (const spec of model.layers) {
-      widths.push(spec.kind === "dense" ? spec.nOut : widths[widths.length - 1]!);
-    }
-    const last = model.layers.length - 1;
-    // A trailing softmax is fused into the loss: the logits are the input of that layer.
-    const logitsIndex = model.layers[last]!.kind === "softmax" ? last : last + 1;
-    const acts = widths.slice(0, logitsIndex + 1).map((width, l) =>
+    // Activations: acts[0] is the batch input, acts[l + 1] the output of layer l, up to the
+    // logits (a trailing softmax is fused into the loss: the logits are its input).
+    const widths = model.widths.slice(0, depth + 1);
+    const acts = widths.map((width, l) =>
       own(rt.acquire(4 * batch * width, STORAGE, `acts[${l}]`))
     );
-    const grad = training
-      ? widths.slice(0, logitsIndex + 1).map((width, l) =>
-        l === 0 ? null : own(rt.acquire(4 * batch * width, STORAGE, `grad[${l}]`))
+    const grad = backward
+      ? widths.map((width, l) =>
+        l === 0 && !inputGradient ? null : own(rt.acquire(4 * batch * width, STORAGE, `grad[${l}]`))
       )
       : [];
+    this.inputGrad = inputGradient ? grad[0]! : null;
     const labels = own(rt.acquire(4 * batch, STORAGE, "labels"));
 
-    const op = (
-      pipeline: GPUComputePipeline,
-      buffers: Record<number, GPUBuffer>,
-      label: string,
-      shape: _Op["shape"],
-    ) => {
-      const dims = own(
-        rt.acquire(32, UNIFORM, `${label}.dims`),
-      );
-      const group = rt.bind(pipeline, { 0: dims, ...buffers }, label);
-      this.ops.push({ pipeline, group, dims, shape });
+    const ctx: GpuPlanContext = {
+      rt,
+      params: this.params,
+      op: (pipeline, buffers, label, shape) => {
+        const dims = own(rt.acquire(32, UNIFORM, `${label}.dims`));
+        const group = rt.bind(pipeline, { 0: dims, ...buffers }, label);
+        this.ops.push({ pipeline, group, dims, shape });
+      },
     };
-    const elementwise = (count: (rows: number) => number) => (rows: number) => ({
-      words: _words([count(rows)]),
-      x: _groups(count(rows)),
-      y: 1,
-    });
 
     // Gather the batch: rows of the data in the epoch's order.
     {
@@ -204,130 +196,61 @@ class _Plan {
         dims: this.gatherDims,
         shape: (rows) => ({
           words: new ArrayBuffer(0),
-          x: _groups(rows * examples.features),
+          x: workgroups(rows * examples.features),
           y: 1,
         }),
       });
     }
 
-    // Forward.
-    let denseIndex = 0;
-    const denseOf: number[] = [];
-    for (let l = 0; l < logitsIndex; l++) {
-      const spec = model.layers[l]!;
-      if (spec.kind === "dense") {
-        const { offset } = model.dense[denseIndex]!;
-        denseOf[l] = denseIndex++;
-        const { nIn, nOut } = spec;
-        op(
-          rt.pipeline("matmul", "main", { HAS_BIAS: true, RELU: spec.activation === "relu" }),
-          { 1: acts[l]!, 2: this.params, 3: this.params, 4: acts[l + 1]! },
-          `dense[${l}].forward`,
-          (rows) => ({
-            words: _words([rows, nOut, nIn, 0, offset, offset + nIn * nOut, 0]),
-            x: _groups(nOut, 16),
-            y: _groups(rows, 16),
-          }),
-        );
-      } else if (spec.kind === "relu") {
-        const width = widths[l]!;
-        op(
-          rt.pipeline("relu", "forward"),
-          { 1: acts[l]!, 4: acts[l + 1]! },
-          `relu[${l}].forward`,
-          elementwise((rows) => rows * width),
-        );
-      }
-    }
+    const io = (l: number) => ({
+      l,
+      x: acts[l]!,
+      y: acts[l + 1]!,
+      inputs: widths[l]!,
+      offset: model.offsets[l]!,
+    });
+    kinds.forEach((kind, l) => kind.forward(model.layers[l]!, ctx, io(l)));
 
-    // Loss: statistics always, gradient when training.
-    const classes = widths[logitsIndex]!;
-    const lossSlot = this.ops.length;
-    op(
-      rt.pipeline("softmax_xent", "main", { WITH_GRAD: training }),
+    // Loss: statistics always, gradient for the backward pass.
+    const classes = widths[depth]!;
+    this.#lossOp = this.ops.length;
+    ctx.op(
+      rt.pipeline("softmax_xent", "main", { WITH_GRAD: backward }),
       {
-        1: acts[logitsIndex]!,
+        1: acts[depth]!,
         2: labels,
         // Without a gradient the kernel writes nothing here, but the binding must exist.
-        3: training ? grad[logitsIndex]! : own(rt.acquire(4 * batch * classes, STORAGE, "dz")),
+        3: backward ? grad[depth]! : own(rt.acquire(4 * batch * classes, STORAGE, "dz")),
         4: this.stats,
       },
       "softmax_xent",
-      (rows) => ({ words: _words([rows, classes, 0]), x: 1, y: 1 }),
+      (rows) => ({ words: uniformWords([rows, classes, 0]), x: 1, y: 1 }),
     );
-    this.#lossOp = lossSlot;
-    if (!training) return;
+    if (!backward) return;
 
-    // Backward, from the logits down; the first layer's input gradient is not needed.
-    for (let l = logitsIndex - 1; l >= 0; l--) {
-      const spec = model.layers[l]!;
-      const dy = grad[l + 1]!;
-      if (spec.kind === "dense") {
-        const { offset } = model.dense[denseOf[l]!]!;
-        const { nIn, nOut } = spec;
-        if (spec.activation === "relu") {
-          op(
-            rt.pipeline("relu", "mask"),
-            { 2: acts[l + 1]!, 6: dy },
-            `dense[${l}].relu_mask`,
-            elementwise((rows) => rows * nOut),
-          );
-        }
-        op(
-          rt.pipeline("matmul", "main", { TRANS_A: true }),
-          { 1: acts[l]!, 2: dy, 3: this.params, 4: grads! },
-          `dense[${l}].dw`,
-          (rows) => ({
-            words: _words([nIn, nOut, rows, 0, 0, 0, offset]),
-            x: _groups(nOut, 16),
-            y: _groups(nIn, 16),
-          }),
-        );
-        op(
-          rt.pipeline("bias_grad"),
-          { 1: dy, 2: grads! },
-          `dense[${l}].db`,
-          (rows) => ({
-            words: _words([rows, nOut, offset + nIn * nOut]),
-            x: _groups(nOut, 64),
-            y: 1,
-          }),
-        );
-        if (l > 0) {
-          op(
-            rt.pipeline("matmul", "main", { TRANS_B: true }),
-            { 1: dy, 2: this.params, 3: this.params, 4: grad[l]! },
-            `dense[${l}].dx`,
-            (rows) => ({
-              words: _words([rows, nIn, nOut, 0, offset, 0, 0]),
-              x: _groups(nIn, 16),
-              y: _groups(rows, 16),
-            }),
-          );
-        }
-      } else if (spec.kind === "relu" && l > 0) {
-        const width = widths[l]!;
-        op(
-          rt.pipeline("relu", "backward"),
-          { 2: acts[l + 1]!, 3: dy, 5: grad[l]! },
-          `relu[${l}].backward`,
-          elementwise((rows) => rows * width),
-        );
-      }
+    // Backward, from the logits down; the input's gradient only when asked for.
+    for (let l = depth - 1; l >= 0; l--) {
+      kinds[l]!.backward(model.layers[l]!, ctx, {
+        ...io(l),
+        dy: grad[l + 1]!,
+        dx: grad[l] ?? null,
+        grads,
+      });
     }
+    if (!training) return;
 
     // The optimizer step over the one flat parameter buffer.
     const count = model.params.length;
     const momentum = sgd.momentum > 0;
     const velocity = own(rt.acquire(model.params.byteLength, STORAGE, "velocity"));
     if (momentum) rt.write(velocity, new Float32Array(count));
-    op(
+    ctx.op(
       rt.pipeline("sgd", "main", { MOMENTUM: momentum }),
       { 1: this.params, 2: grads!, 3: velocity },
       "sgd",
       () => ({
-        words: _words([count, sgd.lr, sgd.momentum, sgd.weightDecay], [1, 2, 3]),
-        x: _groups(count),
+        words: uniformWords([count, sgd.lr, sgd.momentum, sgd.weightDecay], [1, 2, 3]),
+        x: workgroups(count),
         y: 1,
       }),
     );
@@ -466,5 +389,57 @@ export async function gpuEvaluate(
     return await plan.runEpoch(_identity(data.n));
   } finally {
     plan.release();
+  }
+}
+
+/**
+ * The gradient of the mean softmax cross-entropy of `model` on `(x, labels)` with respect to
+ * the inputs, computed on the GPU in one step over the whole batch: the contract of
+ * `inputGradient` in `lib/nn/gradient.ts`, equal to it within float rounding.
+ *
+ * @param rt The runtime.
+ * @param model The model (left alone).
+ * @param x Inputs (batch, inputSize), at least one example.
+ * @param labels Class labels (batch), integers in [0, outputSize).
+ * @returns `dL/dx`, (batch, inputSize).
+ * @throws {TypeError} If `x` is not a Float32Array, a label is not an integer, or a layer has
+ *   no WebGPU kernels.
+ * @throws {RangeError} If `x` is empty or not whole examples, `labels` has another length, a
+ *   label is outside [0, outputSize), or `x` exceeds the GPU's largest storage binding.
+ */
+export async function gpuInputGradient(
+  rt: GpuRuntime,
+  model: Model,
+  x: Float32Array,
+  labels: ArrayLike<number>,
+): Promise<Float32Array> {
+  const rows = checkGradientInputs(model, x, labels);
+  if (x.byteLength > rt.maxBindingBytes) {
+    throw new RangeError(
+      `Input of ${x.byteLength} bytes exceeds the GPU's largest storage binding ` +
+        `(${rt.maxBindingBytes} bytes)`,
+    );
+  }
+  rt.check();
+  const y = Uint32Array.from({ length: rows }, (_, i) => labels[i]!);
+  const data: Dataset = {
+    x,
+    y: new Int32Array(y.buffer),
+    n: rows,
+    features: model.inputSize,
+    classes: model.outputSize,
+  };
+  const buffers = { x: rt.upload(x, "input.x"), y: rt.upload(y, "input.y") };
+  try {
+    const plan = new _Plan(rt, model, { data, buffers }, { batch: rows, inputGradient: true });
+    try {
+      await plan.runEpoch(_identity(rows));
+      return new Float32Array(await rt.read(plan.inputGrad!, x.byteLength));
+    } finally {
+      plan.release();
+    }
+  } finally {
+    rt.release(buffers.x);
+    rt.release(buffers.y);
   }
 }

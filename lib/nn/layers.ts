@@ -4,6 +4,8 @@
  * A layer here is a plain, immutable description; its parameters live in the flat buffer of
  * the {@linkcode Model} that holds it.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -5,6 +5,8 @@
  * checked there; a full set of slots is folded into the sum in one pass, each value getting
  * `sum += weight * update` in arrival order, so the sum holds the reference's bits.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -7,6 +7,8 @@
  * Models made of dense layers (relu or none) with an optional trailing softmax run on the
  * kernels; any other chain falls back to the reference engine.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

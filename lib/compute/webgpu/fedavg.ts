@@ -3,6 +3,8 @@
  * `fedavg` kernel folds the K slots into a running weighted sum, so the server's GPU memory is
  * O(K x parameters) however many clients report. The round's end is computed on the GPU too.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

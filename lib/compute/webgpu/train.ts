@@ -7,6 +7,8 @@
  * Batches follow the same seeded order as the CPU engine's `train()`, so the two
  * engines differ only by float rounding.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -7,7 +7,7 @@
  * quotes (`""` for `"`). Rows end with CRLF, LF or CR. A leading byte order mark and blank
  * lines are ignored. Cells are read with surrounding spaces and tabs trimmed.
  *
- * This module is browser-compatible; `csv_file.ts` reads CSV files with Deno.
+ * This module is browser-compatible. `csv_file.ts` reads CSV files with Deno.
  *
  * @module
  */

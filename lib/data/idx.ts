@@ -11,7 +11,7 @@
  * where the declared data does. The declared size is checked against a maximum before anything
  * is allocated.
  *
- * This module is browser-compatible; `idx_file.ts` reads IDX files with Deno.
+ * This module is browser-compatible. `idx_file.ts` reads IDX files with Deno.
  *
  * @module
  */

@@ -84,8 +84,8 @@ export {
   idxToBytes,
   type IdxType,
   parseIdx,
-  readIdx,
 } from "./lib/data/idx.ts";
+export { readIdx } from "./lib/data/idx_file.ts";
 export { loadMnist, type MnistDatasets, type MnistOptions } from "./lib/data/mnist.ts";
 export {
   type DirichletOptions,
@@ -98,7 +98,8 @@ export {
   partitionShards,
   type ShardsOptions,
 } from "./lib/data/partition.ts";
-export { type CsvDataset, type CsvOptions, loadCsv, parseCsv } from "./lib/data/csv.ts";
+export { type CsvDataset, type CsvOptions, parseCsv } from "./lib/data/csv.ts";
+export { loadCsv } from "./lib/data/csv_file.ts";
 
 export {
   type Backend,

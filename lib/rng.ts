@@ -10,6 +10,8 @@
  *
  * Not for cryptography: secrets come from `crypto.getRandomValues`.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -1,9 +1,12 @@
 /**
- * Builds `lib/compute/cpu/kernels.wasm` from its generator, `lib/compute/cpu/kernels_wat.ts`.
+ * Builds `lib/compute/cpu/kernels_wasm.ts`, the CPU engine's WebAssembly module as base64 with
+ * the types of its exports, from its generator, `lib/compute/cpu/kernels_wat.ts`. Holding the
+ * bytes in a TypeScript module lets browsers and Deno load them alike (no Wasm module import).
  *
  * ```sh
- * deno task build:wasm            # writes the binary
- * deno run -A tools/build_wasm.ts --check   # exits 1 if the committed binary is stale
+ * deno task build:wasm                       # writes kernels_wasm.ts
+ * deno run -A tools/build_wasm.ts --check    # exits 1 if the committed file is stale
+ * deno run -A tools/build_wasm.ts --wasm out.wasm   # also writes the binary, to inspect it
  * ```
  *
  * @module
@@ -11,18 +14,23 @@
 
 import wabtInit from "wabt";
 import { kernelsWat } from "../lib/compute/cpu/kernels_wat.ts";
+import { formatTs, writeOrCheck } from "./_generated.ts";
 
-/** Where the committed binary lives. */
-export const WASM_PATH = new URL("../lib/compute/cpu/kernels.wasm", import.meta.url);
+/** Where the generated module lives. */
+export const KERNELS_MODULE_PATH: URL = new URL(
+  "../lib/compute/cpu/kernels_wasm.ts",
+  import.meta.url,
+);
 
 /**
  * Compiles the kernels' WebAssembly text.
  *
+ * @param wat The text; default: {@linkcode kernelsWat}'s.
  * @returns The module's bytes.
  */
-export async function buildKernels(): Promise<Uint8Array> {
+export async function buildKernels(wat: string = kernelsWat()): Promise<Uint8Array<ArrayBuffer>> {
   const wabt = await wabtInit();
-  const module = wabt.parseWat("kernels.wat", kernelsWat(), { simd: true, relaxed_simd: true });
+  const module = wabt.parseWat("kernels.wat", wat, { simd: true, relaxed_simd: true });
   try {
     module.validate();
     return new Uint8Array(module.toBinary({}).buffer);
@@ -31,17 +39,112 @@ export async function buildKernels(): Promise<Uint8Array> {
   }
 }
 
-if (import.meta.main) {
-  const bytes = await buildKernels();
-  if (Deno.args.includes("--check")) {
-    const committed = await Deno.readFile(WASM_PATH);
-    const same = committed.length === bytes.length && committed.every((b, i) => b === bytes[i]);
-    if (!same) {
-      console.error("lib/compute/cpu/kernels.wasm is stale: run `deno task build:wasm`");
-      Deno.exit(1);
+/** An exported function's signature, as the WebAssembly text declares it. */
+export interface ExportSignature {
+  /** The export's name. */
+  name: string;
+  /** Parameter names (without `$`) and value types. */
+  params: { name: string; type: string }[];
+  /** The result's value type, if any. */
+  result?: string;
+}
+
+const _FUNC = /\(func \(export "(\w+)"\)((?:\s*\((?:param|result) [^()]*\))*)/g;
+const _PART = /\((param|result) (?:\$(\w+) )?(\w+)\)/g;
+
+/**
+ * The exported functions of a module's text, in order: `(func (export "name") (param $x t)
+ * ... (result t))` headers, each parameter named.
+ *
+ * @param wat WebAssembly text.
+ * @returns One signature per exported function.
+ * @throws {TypeError} If a parameter is unnamed or a function has more than one result.
+ */
+export function exportSignatures(wat: string): ExportSignature[] {
+  return Array.from(wat.matchAll(_FUNC), ([, name, header]) => {
+    const signature: ExportSignature = { name: name!, params: [] };
+    for (const [, kind, param, type] of header!.matchAll(_PART)) {
+      if (kind === "param") {
+        if (param === undefined) throw new TypeError(`Unnamed parameter of ${name}`);
+        signature.params.push({ name: param, type: type! });
+      } else if (signature.result !== undefined) {
+        throw new TypeError(`More than one result of ${name}`);
+      } else {
+        signature.result = type!;
+      }
     }
-  } else {
-    await Deno.writeFile(WASM_PATH, bytes);
-    console.log(`Wrote ${bytes.length} bytes to lib/compute/cpu/kernels.wasm`);
+    return signature;
+  });
+}
+
+function _base64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+function _tsType(type: string): string {
+  switch (type) {
+    case "i32":
+    case "f32":
+    case "f64":
+      return "number";
+    case "i64":
+      return "bigint";
+    default:
+      throw new TypeError(`No JavaScript type for Wasm value type ${type}`);
+  }
+}
+
+/**
+ * The text of `kernels_wasm.ts`.
+ *
+ * @param wat The kernels' WebAssembly text.
+ * @param bytes Its compiled bytes.
+ * @returns The module's source, formatted.
+ */
+export async function kernelsModule(wat: string, bytes: Uint8Array): Promise<string> {
+  const members = exportSignatures(wat).map(({ name, params, result }) => {
+    const args = params.map((p) => `${p.name}: ${_tsType(p.type)}`).join(", ");
+    return `  /** The \`${name}\` kernel. */\n  ${name}(${args}): ${
+      result === undefined ? "void" : _tsType(result)
+    };`;
+  });
+  return await formatTs(`// Generated by \`deno task build:wasm\` from kernels_wat.ts. Do not edit.
+
+/**
+ * The CPU engine's WebAssembly kernels, compiled from \`kernels_wat.ts\`: the module's bytes,
+ * base64-encoded, and the types of its exports. \`wasm.ts\` instantiates them.
+ *
+ * This module is browser-compatible.
+ *
+ * @module
+ */
+
+/** The exports of the kernels' module. */
+export interface KernelExports {
+  /** The module's memory, which grows as buffers are allocated. */
+  readonly memory: WebAssembly.Memory;
+${members.join("\n")}
+}
+
+/** The module's bytes, base64-encoded (RFC 4648, section 4): ${bytes.length} bytes. */
+export const KERNELS_WASM_BASE64 =
+  "${_base64(bytes)}";
+`);
+}
+
+if (import.meta.main) {
+  const wat = kernelsWat();
+  const bytes = await buildKernels(wat);
+  await writeOrCheck(KERNELS_MODULE_PATH, await kernelsModule(wat, bytes), "deno task build:wasm");
+  const at = Deno.args.indexOf("--wasm");
+  if (at >= 0) {
+    const out = Deno.args[at + 1];
+    if (out === undefined) throw new TypeError("--wasm needs a file name");
+    await Deno.writeFile(out, bytes);
+    console.log(`Wrote ${bytes.length} bytes to ${out}`);
   }
 }

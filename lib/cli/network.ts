@@ -11,7 +11,7 @@
 
 import { type Backend, type BackendKind, createBackend } from "../compute/backend.ts";
 import { onWasmEngine } from "../fl/parallel.ts";
-import { loadCsv } from "../data/csv.ts";
+import { loadCsv } from "../data/csv_file.ts";
 import { type Dataset, subset } from "../data/dataset.ts";
 import { loadMnist } from "../data/mnist.ts";
 import { partition, type PartitionScheme } from "../data/partition.ts";

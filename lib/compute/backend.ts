@@ -4,6 +4,8 @@
  * be asked for); `webgpu` runs the WGSL kernels of `shaders/` with data and parameters resident
  * on the GPU. Both give the same numbers within float rounding (see the parity tests).
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -7,6 +7,8 @@
  * quotes (`""` for `"`). Rows end with CRLF, LF or CR. A leading byte order mark and blank
  * lines are ignored. Cells are read with surrounding spaces and tabs trimmed.
  *
+ * This module is browser-compatible. `csv_file.ts` reads CSV files with Deno.
+ *
  * @module
  */
 
@@ -21,7 +23,7 @@ export interface CsvDataset extends Dataset {
   readonly featureNames: string[];
 }
 
-/** Options of {@linkcode parseCsv} and {@linkcode loadCsv}. */
+/** Options of {@linkcode parseCsv} (and of `loadCsv` in `csv_file.ts`). */
 export interface CsvOptions {
   /**
    * The label column: a header name, or a zero-based column index. Default: the last column.
@@ -184,51 +186,6 @@ export function parseCsv(text: string, options: CsvOptions = {}): CsvDataset {
     classes: classNames.length,
   });
   return { ...dataset, classNames, featureNames };
-}
-
-/**
- * Reads a CSV file into a dataset, as {@linkcode parseCsv} does.
- *
- * @param path The file's path or `file:` URL.
- * @param options `labelColumn`, `header`, `delimiter` and `normalize`, as for
- *   {@linkcode parseCsv}.
- * @returns The dataset with its `classNames` and `featureNames`.
- * @throws {Deno.errors.NotFound} If there is no such file; the message names the path.
- * @throws {TypeError} If an option has the wrong type.
- * @throws {RangeError} If an option has a bad value.
- * @throws {DataFormatError} As {@linkcode parseCsv} does, the message starting with the path.
- *
- * @example Usage
- * ```ts
- * import { loadCsv } from "@fedgpu/fedgpu";
- * import { deepStrictEqual } from "node:assert/strict";
- *
- * const path = await Deno.makeTempFile({ suffix: ".csv" });
- * await Deno.writeTextFile(path, "label;a;b\nyes;1;2\nno;3;4\n");
- * const ds = await loadCsv(path, { delimiter: ";", labelColumn: "label", normalize: "minmax" });
- * deepStrictEqual(Array.from(ds.x), [0, 0, 1, 1]);
- * deepStrictEqual(ds.classNames, ["no", "yes"]);
- * await Deno.remove(path);
- * ```
- */
-export async function loadCsv(path: string | URL, options: CsvOptions = {}): Promise<CsvDataset> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`CSV file not found: ${path}`, { cause: error });
-    }
-    throw error;
-  }
-  try {
-    return parseCsv(text, options);
-  } catch (error) {
-    if (error instanceof DataFormatError) {
-      throw new DataFormatError(`${path}: ${error.message}`, { code: error.code, cause: error });
-    }
-    throw error;
-  }
 }
 
 interface _Row {

@@ -2,6 +2,8 @@
  * The in-memory dataset every trainer, partitioner and loader speaks: features as one
  * row-major Float32Array, integer class labels beside them.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -3,6 +3,8 @@
  * wrong width, an MNIST label file that does not match its images. Bad arguments are still
  * `TypeError` / `RangeError`; this class is for bad input data, so callers can tell the two apart.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

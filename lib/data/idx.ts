@@ -11,6 +11,8 @@
  * where the declared data does. The declared size is checked against a maximum before anything
  * is allocated.
  *
+ * This module is browser-compatible. `idx_file.ts` reads IDX files with Deno.
+ *
  * @module
  */
 
@@ -38,7 +40,7 @@ export interface IdxArray {
   data: IdxData;
 }
 
-/** Options of {@linkcode parseIdx} and {@linkcode readIdx}. */
+/** Options of {@linkcode parseIdx} and {@linkcode decodeIdx}. */
 export interface IdxOptions {
   /**
    * The largest data size in bytes to accept, checked against the header before allocating
@@ -176,51 +178,41 @@ export function parseIdx(bytes: Uint8Array, options: IdxOptions = {}): IdxArray 
 }
 
 /**
- * Reads an IDX file, gunzipping it first when it starts with the gzip magic bytes 1f 8b.
+ * Parses IDX bytes as {@linkcode parseIdx} does, gunzipping them first when they start with the
+ * gzip magic bytes 1f 8b (RFC 1952, section 2.3.1), e.g. the original MNIST files as fetched.
  *
- * @param path The file's path or `file:` URL.
+ * @param bytes The file's bytes, plain or gzipped.
  * @param options `maxBytes`: the largest data size to accept (default 2 GiB); it also bounds
- *   the decompressed size of a gzipped file.
+ *   the decompressed size of gzipped data.
  * @returns The array, as {@linkcode parseIdx} returns it.
- * @throws {Deno.errors.NotFound} If there is no such file; the message names the path.
- * @throws {DataFormatError} As {@linkcode parseIdx} does (the message starts with the path), and
- *   with code `bad-gzip` for corrupt gzip data.
+ * @throws {TypeError} If `bytes` is not a Uint8Array.
+ * @throws {RangeError} If `maxBytes` is not a non-negative integer.
+ * @throws {DataFormatError} As {@linkcode parseIdx} does, with code `bad-gzip` for corrupt gzip
+ *   data and `too-large` for gzip data that decompresses past the bound.
  *
  * @example Usage
  * ```ts
- * import { idxToBytes, readIdx } from "@fedgpu/fedgpu";
+ * import { decodeIdx, idxToBytes } from "./idx.ts";
  * import { deepStrictEqual } from "node:assert/strict";
  *
- * const path = await Deno.makeTempFile({ suffix: ".idx" });
- * await Deno.writeFile(path, idxToBytes({ type: "u8", dims: [3], data: new Uint8Array([7, 8, 9]) }));
- * const idx = await readIdx(path);
- * deepStrictEqual(Array.from(idx.data), [7, 8, 9]);
- * await Deno.remove(path);
+ * const plain = idxToBytes({ type: "u8", dims: [3], data: new Uint8Array([7, 8, 9]) });
+ * const gzipped = await new Response(
+ *   new Blob([plain]).stream().pipeThrough(new CompressionStream("gzip")),
+ * ).bytes();
+ * deepStrictEqual(Array.from((await decodeIdx(gzipped)).data), [7, 8, 9]);
  * ```
  */
-export async function readIdx(path: string | URL, options: IdxOptions = {}): Promise<IdxArray> {
+export async function decodeIdx(bytes: Uint8Array, options: IdxOptions = {}): Promise<IdxArray> {
+  if (!(bytes instanceof Uint8Array)) {
+    throw new TypeError("IDX input must be a Uint8Array");
+  }
   const maxBytes = options.maxBytes ?? _DEFAULT_MAX_BYTES;
   _checkMaxBytes(maxBytes);
-  let bytes: Uint8Array<ArrayBuffer>;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`IDX file not found: ${path}`, { cause: error });
-    }
-    throw error;
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
+    // A copy, so that shared memory (which Blob refuses) is fine too.
+    bytes = await _gunzip(bytes.slice(), maxBytes + 4 + 4 * _MAX_DIMS);
   }
-  try {
-    if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
-      bytes = await _gunzip(bytes, maxBytes + 4 + 4 * _MAX_DIMS);
-    }
-    return parseIdx(bytes, { maxBytes });
-  } catch (error) {
-    if (error instanceof DataFormatError) {
-      throw new DataFormatError(`${path}: ${error.message}`, { code: error.code, cause: error });
-    }
-    throw error;
-  }
+  return parseIdx(bytes, { maxBytes });
 }
 
 /**
@@ -338,9 +330,7 @@ async function _gunzip(
   const chunks: Uint8Array[] = [];
   let total = 0;
   try {
-    const stream = ReadableStream.from<BufferSource>([bytes]).pipeThrough(
-      new DecompressionStream("gzip"),
-    );
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
     for await (const chunk of stream) {
       total += chunk.length;
       if (total > limit) {

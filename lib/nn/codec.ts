@@ -16,6 +16,8 @@
  *
  * The digest makes any corruption of the body an error instead of a slightly wrong model.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

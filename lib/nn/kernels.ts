@@ -5,6 +5,8 @@
  * Layouts are row-major; shapes are given in comments as (rows, cols). Backward kernels
  * accumulate parameter gradients with `+=`, so a caller zeroes them before each step.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

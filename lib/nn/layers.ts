@@ -7,6 +7,8 @@
  * `layers/layer.ts` for the contract); a new kind is a new file there plus its line in
  * {@linkcode LAYER_KINDS} and in the {@linkcode Layer} union.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -1,6 +1,8 @@
 /**
  * A model is a chain of layers whose parameters all live in one flat Float32Array.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

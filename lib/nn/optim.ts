@@ -1,6 +1,8 @@
 /**
  * Stochastic gradient descent with momentum and weight decay, over flat parameter buffers.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -1,6 +1,8 @@
 /**
  * Ready-made architectures from the literature.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

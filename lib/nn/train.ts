@@ -4,6 +4,8 @@
  * The loss is softmax cross-entropy on the logits: a chain's trailing softmax is fused into
  * the loss (numerically stable), and a chain without one has its outputs taken as logits.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -6,9 +6,16 @@ import {
   wasmEvaluateBatches,
   wasmTrain,
 } from "../../lib/compute/cpu/train.ts";
-import { heap, wasm } from "../../lib/compute/cpu/wasm.ts";
+import { decodeBase64, heap, wasm } from "../../lib/compute/cpu/wasm.ts";
 import { float32FromBytes, float32ToBytes } from "../../lib/nn/codec.ts";
-import { buildKernels, WASM_PATH } from "../../tools/build_wasm.ts";
+import { KERNELS_WASM_BASE64 } from "../../lib/compute/cpu/kernels_wasm.ts";
+import { kernelsWat } from "../../lib/compute/cpu/kernels_wat.ts";
+import {
+  buildKernels,
+  exportSignatures,
+  KERNELS_MODULE_PATH,
+  kernelsModule,
+} from "../../tools/build_wasm.ts";
 import {
   Chain,
   CpuBackend,
@@ -56,9 +63,77 @@ function trainBoth(make: () => Model, data: Dataset, options: TrainOptions) {
   return { reference, fast, expected, actual };
 }
 
-Deno.test("the committed kernels.wasm equals a fresh build of kernels_wat.ts", async () => {
-  const committed = await Deno.readFile(WASM_PATH);
-  deepStrictEqual(committed, await buildKernels());
+Deno.test("the committed kernels_wasm.ts equals a fresh build of kernels_wat.ts", async () => {
+  const wat = kernelsWat();
+  const bytes = await buildKernels(wat);
+  deepStrictEqual(Uint8Array.fromBase64(KERNELS_WASM_BASE64), bytes);
+  strictEqual(await Deno.readTextFile(KERNELS_MODULE_PATH), await kernelsModule(wat, bytes));
+});
+
+Deno.test("decodeBase64() decodes RFC 4648 vectors with and without Uint8Array.fromBase64", async () => {
+  // RFC 4648, section 10.
+  const vectors = ["", "f", "fo", "foo", "foob", "fooba", "foobar"];
+  const encoded = ["", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"];
+  const kernels = await buildKernels();
+  const decodeAll = (error: string) => {
+    deepStrictEqual(
+      encoded.map((text) => new TextDecoder().decode(decodeBase64(text))),
+      vectors,
+    );
+    deepStrictEqual(decodeBase64(KERNELS_WASM_BASE64), kernels);
+    throws(() => decodeBase64("Zm9v!"), { name: error });
+  };
+  decodeAll("SyntaxError");
+  const native = Object.getOwnPropertyDescriptor(Uint8Array, "fromBase64")!;
+  delete (Uint8Array as { fromBase64?: unknown }).fromBase64;
+  try {
+    strictEqual(typeof Uint8Array.fromBase64, "undefined");
+    decodeAll("InvalidCharacterError");
+  } finally {
+    Object.defineProperty(Uint8Array, "fromBase64", native);
+  }
+});
+
+Deno.test("exportSignatures() finds every function the compiled kernels export", async () => {
+  const module = new WebAssembly.Module(await buildKernels());
+  const signatures = exportSignatures(kernelsWat());
+  deepStrictEqual(
+    WebAssembly.Module.exports(module).map(({ name, kind }) => `${kind} ${name}`).sort(),
+    [...signatures.map(({ name }) => `function ${name}`), "memory memory"].sort(),
+  );
+  // The instance the engine runs has each function with its declared number of parameters.
+  for (const { name, params } of signatures) {
+    const kernel = (wasm as unknown as Record<string, unknown>)[name];
+    ok(typeof kernel === "function", name);
+    strictEqual(kernel.length, params.length, name);
+  }
+  ok(wasm.memory instanceof WebAssembly.Memory);
+});
+
+Deno.test("exportSignatures() reads names, types and results, and rejects unnamed parameters", () => {
+  const wat = `(module
+  (func (export "f") (param $a i32) (param $b f64)
+      (param $c i64) (result f32) (local $x i32) (f32.const 0))
+  (func (export "g")))`;
+  deepStrictEqual(exportSignatures(wat), [
+    {
+      name: "f",
+      params: [{ name: "a", type: "i32" }, { name: "b", type: "f64" }, {
+        name: "c",
+        type: "i64",
+      }],
+      result: "f32",
+    },
+    { name: "g", params: [] },
+  ]);
+  throws(() => exportSignatures(`(func (export "h") (param i32))`), {
+    name: "TypeError",
+    message: "Unnamed parameter of h",
+  });
+  throws(() => exportSignatures(`(func (export "h") (result i32) (result i32))`), {
+    name: "TypeError",
+    message: "More than one result of h",
+  });
 });
 
 Deno.test("wasmTrain gives the reference train's bits on odd shapes and options", () => {

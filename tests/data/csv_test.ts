@@ -1,5 +1,6 @@
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
-import { type CsvOptions, loadCsv, parseCsv } from "../../lib/data/csv.ts";
+import { type CsvOptions, parseCsv } from "../../lib/data/csv.ts";
+import { loadCsv } from "../../lib/data/csv_file.ts";
 import { DataFormatError, type DataFormatErrorCode } from "../../lib/data/errors.ts";
 
 function f32(values: number[]): number[] {

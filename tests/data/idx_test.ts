@@ -1,6 +1,7 @@
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { DataFormatError, type DataFormatErrorCode } from "../../lib/data/errors.ts";
-import { type IdxArray, idxToBytes, parseIdx, readIdx } from "../../lib/data/idx.ts";
+import { decodeIdx, type IdxArray, idxToBytes, parseIdx } from "../../lib/data/idx.ts";
+import { readIdx } from "../../lib/data/idx_file.ts";
 
 /** Asserts that `fn` throws a DataFormatError with `code` and a message matching `message`. */
 function throwsFormat(fn: () => unknown, code: DataFormatErrorCode, message: RegExp): void {
@@ -223,6 +224,35 @@ Deno.test("idxToBytes() rejects inconsistent arrays", () => {
   throws(
     () => idxToBytes({ type: "i32", dims: [2, 2], data: new Int32Array(3) }),
     new RangeError("IDX data holds 3 elements, but dimensions 2 x 2 need 4"),
+  );
+});
+
+Deno.test("decodeIdx() parses plain and gzipped bytes, shared memory included", async () => {
+  const f64 = VECTORS.find((v) => v.name === "f64")!;
+  const plain = new Uint8Array(f64.bytes);
+  const packed = await gzip(plain);
+  const shared = new Uint8Array(new SharedArrayBuffer(packed.length));
+  shared.set(packed);
+  for (const bytes of [plain, packed, shared]) {
+    deepStrictEqual(await decodeIdx(bytes), f64.expected);
+  }
+  await rejects(decodeIdx(packed, { maxBytes: 8 }), (error) => {
+    ok(error instanceof DataFormatError);
+    strictEqual(error.code, "too-large");
+    return true;
+  });
+  await rejects(decodeIdx(packed.subarray(0, packed.length - 6)), (error) => {
+    ok(error instanceof DataFormatError);
+    strictEqual(error.code, "bad-gzip");
+    return true;
+  });
+  await rejects(
+    decodeIdx([0, 0] as unknown as Uint8Array),
+    new TypeError("IDX input must be a Uint8Array"),
+  );
+  await rejects(
+    decodeIdx(plain, { maxBytes: -1 }),
+    new RangeError("Maximum bytes must be a non-negative integer, got -1"),
   );
 });
 

@@ -11,6 +11,8 @@
  *
  * Pointers and strides are byte offsets into the module's memory.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

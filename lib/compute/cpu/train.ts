@@ -7,6 +7,8 @@
  * Each layer runs on its kind's kernels from the table of `ops.ts`; a chain with a layer that
  * has none (a standalone relu, say) falls back to the reference engine.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -5,6 +5,8 @@
  * slots is folded into the sum in one SIMD pass, each value getting `sum += weight * update`
  * in arrival order, so the sum holds the bits of {@linkcode Float64WeightedSum}.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -5,26 +5,30 @@
  *
  * This folder is the only place that touches `navigator.gpu`.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 
-import biasGradSource from "../../../shaders/bias_grad.wgsl" with { type: "text" };
-import fedavgSource from "../../../shaders/fedavg.wgsl" with { type: "text" };
-import gatherSource from "../../../shaders/gather.wgsl" with { type: "text" };
-import matmulSource from "../../../shaders/matmul.wgsl" with { type: "text" };
-import reluSource from "../../../shaders/relu.wgsl" with { type: "text" };
-import sgdSource from "../../../shaders/sgd.wgsl" with { type: "text" };
-import softmaxXentSource from "../../../shaders/softmax_xent.wgsl" with { type: "text" };
+import {
+  BIAS_GRAD_WGSL,
+  FEDAVG_WGSL,
+  GATHER_WGSL,
+  MATMUL_WGSL,
+  RELU_WGSL,
+  SGD_WGSL,
+  SOFTMAX_XENT_WGSL,
+} from "./shaders.ts";
 
-/** The WGSL kernels, by name (one file each in `shaders/`). */
+/** The WGSL kernels, by name (one file each in `shaders/`, held by `shaders.ts`). */
 export const KERNELS = {
-  bias_grad: biasGradSource,
-  fedavg: fedavgSource,
-  gather: gatherSource,
-  matmul: matmulSource,
-  relu: reluSource,
-  sgd: sgdSource,
-  softmax_xent: softmaxXentSource,
+  bias_grad: BIAS_GRAD_WGSL,
+  fedavg: FEDAVG_WGSL,
+  gather: GATHER_WGSL,
+  matmul: MATMUL_WGSL,
+  relu: RELU_WGSL,
+  sgd: SGD_WGSL,
+  softmax_xent: SOFTMAX_XENT_WGSL,
 } as const;
 
 /** A kernel's name. */

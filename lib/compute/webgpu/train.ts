@@ -8,6 +8,8 @@
  * engines differ only by float rounding. Each layer records its dispatches as its kind's entry
  * in `ops.ts` says (one file per kind in `ops/`).
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -3,6 +3,8 @@
  * and the `fedavg` kernel folds the K slots into a running float32 sum, so GPU memory is
  * O(K x parameters) however many clients report. `combine` runs on the GPU too.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -234,3 +234,15 @@ export {
   StaticKeyPair,
 } from "./lib/net/identity.ts";
 export { type Connection, dialTcp, type Listener, listenTcp } from "./lib/net/transport.ts";
+export {
+  handshakeClient,
+  handshakeServer,
+  secureReceive,
+  secureReceiveBytes,
+  secureSend,
+  secureSendBytes,
+} from "./lib/net/secure.ts";
+export { type ChannelOptions, SecureChannel } from "./lib/net/channel.ts";
+export type { ByteStream } from "./lib/net/framing.ts";
+export { ChannelError, type ChannelErrorCode } from "./lib/net/errors.ts";
+export { HandshakeError, type HandshakeErrorCode } from "./lib/net/noise/errors.ts";

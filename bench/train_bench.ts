@@ -29,7 +29,6 @@ import {
   type Backend,
   CpuBackend,
   createBackend,
-  findAdapter,
   loadMnist,
   mnist2nn,
   Rng,
@@ -37,6 +36,8 @@ import {
   TrainerPool,
 } from "../mod.ts";
 import { float32FromBytes, float32ToBytes } from "../lib/nn/codec.ts";
+import { findAdapter } from "../lib/compute/mod.ts";
+import { FedAvg, localTraining } from "../mod.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -89,7 +90,7 @@ async function clientsThroughput(workers: number, batchSize: number): Promise<nu
   const model = mnist2nn(0);
   const pool = new TrainerPool(workers, model, { train: data });
   try {
-    const options = { epochs: 1, batchSize, lr: 0.01 };
+    const options = localTraining({ epochs: 1, batchSize, lr: 0.01 });
     const client = (c: number) =>
       pool.train({
         global: model.params,
@@ -147,7 +148,7 @@ async function reduceThroughput(backend: Backend): Promise<ReduceSpeeds> {
   // The bytes each update message carries.
   const encoded = updates.map(float32ToBytes);
   const global = new Float32Array(size);
-  const strategy = backend.createFedAvg();
+  const strategy = new FedAvg({ sum: backend.createWeightedSum() });
   const all = new Float32Array(UPDATES * size);
   const one = new Float32Array(size);
   const ms = { reduce: 0, fromBytes: 0, copy: 0, copyOne: 0, copyCached: 0, decode: 0 };

@@ -20,6 +20,7 @@ import { Dense, relu, softmax } from "../lib/nn/layers.ts";
 import { Chain, type Model } from "../lib/nn/model.ts";
 import type { TrainOptions } from "../lib/nn/train.ts";
 import { Rng } from "../lib/rng.ts";
+import { FedAvg } from "../lib/fl/strategies/fedavg.ts";
 
 /** What {@linkcode smoke} reports. */
 export interface SmokeResult {
@@ -84,7 +85,7 @@ export async function smoke(): Promise<SmokeResult> {
   const scores = await wasm.evaluate(fast, test);
 
   const global = _model();
-  const strategy = wasm.createFedAvg();
+  const strategy = new FedAvg({ sum: wasm.createWeightedSum() });
   strategy.begin(global.params);
   for (const [seed, examples] of [[11, 60], [12, 36]] as const) {
     const client = _model();

@@ -19,7 +19,7 @@ import type { LocalTraining } from "./local.ts";
 const EVAL_BATCH = 1000;
 
 /** The local training settings a task carries. */
-export type TaskOptions = LocalTraining;
+export type TaskOptions = Partial<LocalTraining> & Pick<LocalTraining, "lr">;
 
 /** One client's training. */
 export interface TrainTask {

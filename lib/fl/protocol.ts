@@ -367,15 +367,19 @@ function _readPipeline(raw: RawMessage): StageSpec[] {
   const bad = (why: string): never => {
     throw new MessageError("invalid", `Field pipeline of a task message ${why}`);
   };
-  if (!Array.isArray(value) || value.length > 32) bad("must be a list of at most 32 stages");
+  if (!Array.isArray(value) || value.length > 32) {
+    bad("must be a list of at most 32 [id, ...params] stages");
+  }
   return (value as unknown[]).map((item) => {
     if (!Array.isArray(item) || item.length < 1 || item.length > 17) {
-      bad("must hold [id, ...params] lists");
+      bad("must be a list of [id, ...params] stages");
     }
     const [id, ...params] = item as unknown[];
-    if (typeof id !== "string" || !/^[a-z0-9-]{1,32}$/.test(id)) bad("has a malformed stage id");
+    if (typeof id !== "string" || !/^[a-z0-9-]{1,32}$/.test(id)) {
+      bad("must name each stage with 1-32 of a-z, 0-9, -");
+    }
     if (!params.every((p) => typeof p === "number" && Number.isFinite(p))) {
-      bad("has a non-numeric stage parameter");
+      bad("must give each stage finite numeric parameters");
     }
     return { id: id as string, params: params as number[] };
   });
@@ -384,7 +388,10 @@ function _readPipeline(raw: RawMessage): StageSpec[] {
 function _readCodec(raw: RawMessage): string {
   const codec = read.string(raw, "codec", 32);
   if (codec !== "float32") {
-    throw new MessageError("invalid", `Update codec ${JSON.stringify(codec)} is not float32`);
+    throw new MessageError(
+      "invalid",
+      `Field codec of an update message must be "float32", got ${JSON.stringify(codec)}`,
+    );
   }
   return codec;
 }

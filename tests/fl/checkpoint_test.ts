@@ -33,7 +33,7 @@ function sample(overrides: Partial<Checkpoint> = {}): Checkpoint {
     round: 7,
     model: model(),
     sampler: { seed: 42, task: 123 },
-    strategy: "fedavg",
+    strategy: { name: "fedavg", config: { serverLr: 1 }, state: {} },
     config: { rounds: 20, lr: 0.05, fraction: 0.5, scheme: "iid", resume: true, seed: 42 },
     records: [
       { round: 1, loss: 1.5, accuracy: null, clients: ["0", "1"], test: { loss: 0.5 } },
@@ -63,7 +63,7 @@ function payloadMap(m: Model = model(9)): Record<string, unknown> {
     round: 4,
     model: modelToBytes(m),
     sampler: { seed: 9, task: 31 },
-    strategy: "fedavg",
+    strategy: { name: "fedavg", config: { serverLr: 1 }, state: {} },
     config: { rounds: 5, lr: 0.1 },
     records: [{ round: 1 }, { round: 2 }, { round: 3 }, { round: 4 }],
     savedAt: "2024-01-02T03:04:05.678Z",
@@ -161,7 +161,7 @@ Deno.test("checkpointFromBytes() reads a checkpoint built by hand from the docum
     round: 4,
     model: m,
     sampler: { seed: 9, task: 31 },
-    strategy: "fedavg",
+    strategy: { name: "fedavg", config: { serverLr: 1 }, state: {} },
     config: { rounds: 5, lr: 0.1 },
     records: [{ round: 1 }, { round: 2 }, { round: 3 }, { round: 4 }],
   });
@@ -190,7 +190,7 @@ Deno.test("A checkpoint round-trips at round 0 with no records and an empty conf
     sampler: { seed: 0, task: 0 },
     config: {},
     records: [],
-    strategy: "",
+    strategy: { name: "", config: {}, state: {} },
   });
   assertSameCheckpoint(checkpointFromBytes(checkpointToBytes(checkpoint)), checkpoint);
 });

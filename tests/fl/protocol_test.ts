@@ -19,6 +19,7 @@ import {
   type UpdateMessage,
 } from "../../lib/fl/protocol.ts";
 import { connectedPair } from "../net/_pair.ts";
+import type { StageSpec } from "../../lib/fl/update.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Reference data
@@ -69,18 +70,28 @@ const MODEL_BYTES = modelToBytes(MODEL);
 /** One valid message of each type, as a client or server would hand it to `sendFl`. */
 function samples(): FlMessage[] {
   return [
-    { type: "hello", id: "client-7.a:b_C", examples: 1234, backends: ["cpu", "webgpu"] },
+    {
+      type: "hello",
+      id: "client-7.a:b_C",
+      examples: 1234,
+      backends: ["cpu", "webgpu"],
+      stages: ["clip"],
+    },
     { type: "welcome", round: 3, key: 2 ** 48 + 5 },
     {
       type: "task",
       task: 17,
       round: 3,
       model: MODEL_BYTES,
-      epochs: 2,
-      batchSize: 32,
-      lr: 0.05,
-      momentum: 0.9,
-      weightDecay: 1e-4,
+      training: {
+        epochs: 2,
+        batchSize: 32,
+        lr: 0.05,
+        momentum: 0.9,
+        weightDecay: 1e-4,
+        proximalMu: 0.01,
+      },
+      pipeline: [{ id: "clip", params: [1.5] }],
       seed: 2 ** 53 - 1,
       stream: [3, 3, 7],
       timeoutMs: 60_000,
@@ -90,6 +101,8 @@ function samples(): FlMessage[] {
     {
       type: "update",
       task: 17,
+      stages: ["clip"],
+      codec: "float32",
       delta: floatsOfBits(DELTA_BITS),
       examples: 1234,
       loss: 0.6931,
@@ -98,6 +111,20 @@ function samples(): FlMessage[] {
     },
     { type: "evaluate", task: 18, model: MODEL_BYTES },
     { type: "evaluation", task: 18, examples: 0, loss: NaN, accuracy: NaN },
+    {
+      type: "stage",
+      task: 17,
+      stage: "share-keys",
+      from: [3, 2 ** 48 + 1],
+      data: [new Uint8Array([1, 2]), new Uint8Array(0)],
+    },
+    {
+      type: "stage-reply",
+      task: 17,
+      stage: "share-keys",
+      to: [-1, 3],
+      data: [new Uint8Array([9]), new Uint8Array([8, 7])],
+    },
     { type: "error", code: "duplicate-id", message: "Client id 7 is taken — try another ✓" },
     { type: "bye", reason: "training is over" },
   ];
@@ -105,16 +132,19 @@ function samples(): FlMessage[] {
 
 /** The map a message travels as, built by hand: the envelope, then the fields. */
 function wireMap(message: FlMessage): Record<string, unknown> {
-  const map: Record<string, unknown> = { p: "fedgpu-fl", v: 1 };
+  const map: Record<string, unknown> = { p: "fedgpu-fl", v: 2 };
   for (const [key, value] of Object.entries(message)) {
-    map[key] = key === "delta" ? littleEndianBytes(bitsOf(value as Float32Array)) : value;
+    if (key === "training") Object.assign(map, value);
+    else if (key === "pipeline") {
+      map[key] = (value as StageSpec[]).map((stage) => [stage.id, ...stage.params]);
+    } else map[key] = key === "delta" ? littleEndianBytes(bitsOf(value as Float32Array)) : value;
   }
   return map;
 }
 
 /** Valid wire fields of each type (without the envelope), to spoil one field at a time. */
 const VALID: Record<string, Record<string, unknown>> = {
-  hello: { id: "c1", examples: 10, backends: ["cpu"] },
+  hello: { id: "c1", examples: 10, backends: ["cpu"], stages: [] },
   welcome: { round: 1, key: 0 },
   task: {
     task: 1,
@@ -125,6 +155,8 @@ const VALID: Record<string, Record<string, unknown>> = {
     lr: 0.1,
     momentum: 0,
     weightDecay: 0,
+    proximalMu: 0,
+    pipeline: [],
     seed: 0,
     stream: [],
     timeoutMs: 1000,
@@ -133,6 +165,8 @@ const VALID: Record<string, Record<string, unknown>> = {
   collect: { task: 1 },
   update: {
     task: 1,
+    stages: [],
+    codec: "float32",
     delta: new Uint8Array(8),
     examples: 1,
     loss: 1,
@@ -141,6 +175,8 @@ const VALID: Record<string, Record<string, unknown>> = {
   },
   evaluate: { task: 1, model: MODEL_BYTES },
   evaluation: { task: 1, examples: 0, loss: 1, accuracy: 0 },
+  stage: { task: 1, stage: "s", from: [1], data: [new Uint8Array(1)] },
+  "stage-reply": { task: 1, stage: "s", to: [-1], data: [new Uint8Array(1)] },
   error: { code: "x", message: "y" },
   bye: { reason: "done" },
 };
@@ -149,7 +185,7 @@ const MISSING = Symbol("missing");
 
 /** The bytes of a message of `type`: its valid fields with `changes` applied. */
 function wireBytes(type: string, changes: Record<string, unknown> = {}): Uint8Array {
-  const map: Record<string, unknown> = { p: "fedgpu-fl", v: 1, type, ...VALID[type] };
+  const map: Record<string, unknown> = { p: "fedgpu-fl", v: 2, type, ...VALID[type] };
   for (const [key, value] of Object.entries(changes)) {
     if (value === MISSING) delete map[key];
     else map[key] = value;
@@ -202,9 +238,9 @@ async function hashedKey(id: string): Promise<number> {
 // ---------------------------------------------------------------------------------------------
 // The protocol's envelope
 
-Deno.test("FL_PROTOCOL is fedgpu-fl version 1 with the ten documented message types", () => {
+Deno.test("FL_PROTOCOL is fedgpu-fl version 2 with the twelve documented message types", () => {
   assert.equal(FL_PROTOCOL.name, "fedgpu-fl");
-  assert.equal(FL_PROTOCOL.version, 1);
+  assert.equal(FL_PROTOCOL.version, 2);
   assert.deepEqual([...FL_PROTOCOL.types].sort(), [
     "bye",
     "collect",
@@ -213,6 +249,8 @@ Deno.test("FL_PROTOCOL is fedgpu-fl version 1 with the ten documented message ty
     "evaluation",
     "hello",
     "ready",
+    "stage",
+    "stage-reply",
     "task",
     "update",
     "welcome",
@@ -226,7 +264,8 @@ Deno.test("A message of another protocol, version or type is refused before its 
     [{ p: "fedgpu" }, "protocol"],
     [{ p: MISSING }, "protocol"],
     [{ v: 0 }, "version"],
-    [{ v: 2 }, "version"],
+    [{ v: 1 }, "version"],
+    [{ v: 3 }, "version"],
     [{ v: "1" }, "version"],
     [{ v: MISSING }, "version"],
     [{ type: "hello2" }, "unknown-type"],
@@ -255,7 +294,7 @@ Deno.test("Bytes that are not a msgpack map are malformed", () => {
 });
 
 Deno.test("parseFlMessage() refuses a raw message of a type the protocol does not know", () => {
-  const raw: RawMessage = { type: "shutdown", fields: { p: "fedgpu-fl", v: 1, type: "shutdown" } };
+  const raw: RawMessage = { type: "shutdown", fields: { p: "fedgpu-fl", v: 2, type: "shutdown" } };
   const error = catchMessageError(() => parseFlMessage(raw), "unknown-type");
   assert.match(error.message, /"shutdown"/);
 });
@@ -348,6 +387,9 @@ const INVALID: [string, string, unknown][] = [
   ["hello", "backends", ["x".repeat(17)]],
   ["hello", "backends", ["cpu", 1]],
   ["hello", "backends", MISSING],
+  ["hello", "stages", MISSING],
+  ["hello", "stages", "clip"],
+  ["hello", "stages", [1]],
   // welcome
   ["welcome", "round", 0],
   ["welcome", "round", MISSING],
@@ -406,6 +448,25 @@ const INVALID: [string, string, unknown][] = [
   ["update", "delta", new Uint8Array(4097)],
   ["update", "delta", [0, 0, 0, 0]],
   ["update", "delta", MISSING],
+  ["task", "proximalMu", -1],
+  ["task", "proximalMu", MISSING],
+  ["task", "pipeline", MISSING],
+  ["task", "pipeline", "clip"],
+  ["task", "pipeline", [[]]],
+  ["task", "pipeline", [["clip", "1"]]],
+  ["task", "pipeline", [["Clip!", 1]]],
+  ["task", "pipeline", [["clip", NaN]]],
+  ["update", "stages", MISSING],
+  ["update", "stages", ["x".repeat(33)]],
+  ["update", "codec", "float16"],
+  ["update", "codec", MISSING],
+  ["stage", "stage", MISSING],
+  ["stage", "from", "x"],
+  ["stage", "data", [new Uint8Array(1), new Uint8Array(1)]],
+  ["stage", "from", [-2]],
+  ["stage", "data", ["text"]],
+  ["stage-reply", "to", [-2]],
+  ["stage-reply", "data", MISSING],
   ["update", "task", 0],
   ["update", "examples", 0],
   ["update", "examples", 1.25],
@@ -481,6 +542,8 @@ Deno.test("Values on the edge of each range are accepted as they are", () => {
     ["task", "lr", Number.MIN_VALUE],
     ["task", "lr", 1e300],
     ["task", "momentum", 1 - Number.EPSILON],
+    ["task", "proximalMu", 0],
+    ["task", "proximalMu", 1e6],
     ["task", "seed", Number.MAX_SAFE_INTEGER],
     ["task", "stream", [0, 1, 2, 3, 4, 5, 6, Number.MAX_SAFE_INTEGER]],
     ["task", "timeoutMs", 0],
@@ -501,7 +564,9 @@ Deno.test("Values on the edge of each range are accepted as they are", () => {
       string,
       unknown
     >;
-    assert.deepEqual(parsed[field], value, `${type}.${field}`);
+    const training = parsed.training as Record<string, unknown> | undefined;
+    const got = training !== undefined && field in training ? training[field] : parsed[field];
+    assert.deepEqual(got, value, `${type}.${field}`);
   }
 });
 
@@ -676,6 +741,8 @@ Deno.test("A large update delta crosses the channel bit for bit", async () => {
     const message: UpdateMessage = {
       type: "update",
       task: 9,
+      stages: [],
+      codec: "float32",
       delta: floatsOfBits(bits),
       examples: 3,
       loss: 0.1,
@@ -710,7 +777,7 @@ Deno.test("receiveFl() refuses an invalid field and leaves the channel to the ca
   const pair = await connectedPair();
   try {
     await pair.client.send(16, wireBytes("hello", { id: "has space" }));
-    await pair.client.send(16, wireBytes("hello", { v: 2 }));
+    await pair.client.send(16, wireBytes("hello", { v: 1 }));
     await sendFl(pair.client, { type: "bye", reason: "after the bad ones" });
     await assert.rejects(receiveFl(pair.server), (error: unknown) => {
       assert.ok(error instanceof MessageError, `Expected a MessageError, got ${error}`);

@@ -31,7 +31,7 @@ import { LOCAL_TRAINING_FIELDS, type LocalTraining, localTraining } from "./loca
 import { checkPoolBackend, TrainerPool } from "./parallel.ts";
 import { type FlMessage, receiveFl, sendFl } from "./protocol.ts";
 import { roundRecordToJson, type ServerRoundRecord } from "./records.ts";
-import { RoundDriver, RoundError, type RoundSettings, type Workflow } from "./round.ts";
+import { RoundDriver, type RoundSettings, type Workflow } from "./round.ts";
 import { createStrategy, type StrategyOptions } from "./strategies/create.ts";
 import type { Strategy } from "./strategies/strategy.ts";
 import { createPipeline, type StageSpec, type UpdateStage } from "./update.ts";

@@ -1,5 +1,6 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
-import { WasmFedAvg } from "../../lib/compute/cpu/fedavg.ts";
+import { WasmWeightedSum } from "../../lib/compute/cpu/weighted_sum.ts";
+import { Float64WeightedSum } from "../../lib/compute/reduce.ts";
 import {
   runsOnKernels,
   wasmEvaluate,
@@ -235,6 +236,17 @@ Deno.test("wasmTrain validates like train, falls back on other chains, and frees
   strictEqual(again, probe);
 });
 
+/** FedAvg summing on the Wasm engine's weighted sum. */
+class WasmFedAvg extends FedAvg {
+  constructor(options: { serverLr?: number } = {}) {
+    super({ ...options, sum: new WasmWeightedSum() });
+  }
+
+  override finish(): Float32Array {
+    return super.finish() as Float32Array;
+  }
+}
+
 /** How {@linkcode fedavgRound} draws weights and hands updates to the Wasm strategy. */
 interface RoundOptions {
   /** Weights: fractional, integer (the exact kernels' case), or both interleaved. */
@@ -281,7 +293,7 @@ function fedavgRound(
           errors.push((error as Error).message);
         }
       });
-      return { count: strategy.count, errors, out: strategy.finish() };
+      return { count: strategy.count, errors, out: strategy.finish() as Float32Array };
     },
   );
   return { reference: results[0]!, fast: results[1]! };
@@ -323,7 +335,7 @@ Deno.test("the exact kernels are taken only where fused and unfused sums agree",
       strategy.accumulate(update.map((v) => -v), weight);
       strategy.accumulate(update, weight);
     }
-    sameBits(fast.finish(), reference.finish(), `weight ${weight}`);
+    sameBits(fast.finish(), reference.finish() as Float32Array, `weight ${weight}`);
     fast.dispose();
   }
 });
@@ -399,10 +411,10 @@ Deno.test("WasmFedAvg rejects non-finite updates and leaves the sum unchanged", 
 Deno.test("the cpu backend runs the Wasm engine; the reference engine stays reachable", async () => {
   const backend = await createBackend("cpu");
   strictEqual(backend.device, "CPU (Wasm SIMD engine)");
-  ok(backend.createFedAvg() instanceof WasmFedAvg);
+  ok(backend.createWeightedSum() instanceof WasmWeightedSum);
   const reference = new CpuBackend("reference");
   strictEqual(reference.device, "CPU (reference engine)");
-  ok(reference.createFedAvg() instanceof FedAvg);
+  ok(reference.createWeightedSum() instanceof Float64WeightedSum);
   const data = randomData(30, 8, 3, 4);
   const make = () => Chain(Dense(8, 9, relu), Dense(9, 3), softmax).initialize(5);
   const a = make();

@@ -12,7 +12,7 @@
  */
 
 import { ok, strictEqual, throws } from "node:assert/strict";
-import { FedAvg } from "../../lib/fl/fedavg.ts";
+import { FedAvg } from "../../lib/fl/strategies/fedavg.ts";
 import { findAdapter, GpuRuntime, type KernelName } from "../../lib/compute/webgpu/runtime.ts";
 import {
   denseBackward,
@@ -770,7 +770,7 @@ if (adapter === null) {
           const actual = await gpuFedAvg(rt, global, [{ updates, weights }], serverLr);
           assertClose(
             actual,
-            fedavg.finish(),
+            await fedavg.finish(),
             fedAvgTolerance(global, updates, weights, serverLr),
             `clients ${clients} count ${count}`,
           );
@@ -797,7 +797,7 @@ if (adapter === null) {
         const actual = await gpuFedAvg(rt, global, batches, 1);
         assertClose(
           actual,
-          fedavg.finish(),
+          await fedavg.finish(),
           fedAvgTolerance(global, updates, weights, 1),
           `streamed count ${count}`,
         );

@@ -9,7 +9,7 @@
 import { deepStrictEqual } from "node:assert/strict";
 import type { Dataset } from "../../lib/data/dataset.ts";
 import { type ClientOptions, type ClientSummary, runClient } from "../../lib/fl/client.ts";
-import { FedAvg } from "../../lib/fl/fedavg.ts";
+import { FedAvg } from "../../lib/fl/strategies/fedavg.ts";
 import {
   FL_PROTOCOL,
   type FlMessage,
@@ -206,7 +206,7 @@ export function referenceRound(
     for (let i = 0; i < delta.length; i++) delta[i] = local.params[i]! - global[i]!;
     fedavg.accumulate(delta, data.n);
   }
-  model.params.set(fedavg.finish());
+  model.params.set(fedavg.finish() as Float32Array);
 }
 
 /** A client driven by hand, message by message. */
@@ -245,7 +245,7 @@ export class RawClient {
    */
   static async join(server: FederatedServer, id: string, examples = 40): Promise<RawClient> {
     const client = await RawClient.connect(server);
-    await client.send({ type: "hello", id, examples, backends: ["cpu"] });
+    await client.send({ type: "hello", id, examples, backends: ["cpu"], stages: [] });
     await client.expect("welcome");
     return client;
   }
@@ -297,7 +297,13 @@ export class RawClient {
 
   /** Says hello with custom fields, for invalid hellos. */
   hello(fields: Partial<Record<keyof HelloMessage, unknown>>, version?: number) {
-    return this.sendRaw("hello", { id: "x", examples: 10, backends: ["cpu"], ...fields }, version);
+    return this.sendRaw("hello", {
+      id: "x",
+      examples: 10,
+      backends: ["cpu"],
+      stages: [],
+      ...fields,
+    }, version);
   }
 
   /** Closes the channel. */

@@ -32,7 +32,7 @@ Deno.test("FedAvg weights clients by example count", () => {
     fedavg.begin(global);
     updates.forEach((u, k) => fedavg.accumulate(u, weights[k]!));
     strictEqual(fedavg.count, clients);
-    const got = fedavg.finish();
+    const got = fedavg.finish() as Float32Array;
     const want = referenceAverage(global, updates, weights);
     for (let i = 0; i < size; i++) {
       ok(Math.abs(got[i]! - want[i]!) <= 1e-6 * (1 + Math.abs(want[i]!)), `index ${i}`);

@@ -367,6 +367,7 @@ Deno.test("hostile clients get a typed error and only their own connection close
     id,
     examples: 10,
     backends: ["cpu"],
+    stages: [],
   });
   const attacks = {
     garbage: async () => {
@@ -398,6 +399,8 @@ Deno.test("hostile clients get a typed error and only their own connection close
         await client.send({
           type: "update",
           task: 1,
+          stages: [],
+          codec: "float32",
           delta: new Float32Array(PARAMS),
           examples: 10,
           loss: 0,
@@ -471,6 +474,8 @@ Deno.test("an update of the wrong length or with a NaN is refused with invalid",
       await client.send({
         type: "update",
         task: task.task,
+        stages: [],
+        codec: "float32",
         delta,
         examples: 40,
         loss: 1,

@@ -17,6 +17,8 @@
  * backend.dispose();
  * ```
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

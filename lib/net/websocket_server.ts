@@ -30,7 +30,16 @@ export interface WebSocketListenOptions {
 export async function listenWebSocket(options: WebSocketListenOptions): Promise<Listener> {
   const path = options.path ?? "/fedgpu";
   const maxQueued = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
-  const abort = new AbortController();
+  // Shutting the HTTP server down ends its upgraded sockets too: it is shut down only once
+  // closed and every connection it handed out has ended; until then it answers 503.
+  const live = new Set<WebSocket>();
+  let stopped = false;
+  const stopWhenIdle = () => {
+    if (closed && live.size === 0 && !stopped) {
+      stopped = true;
+      void server.shutdown();
+    }
+  };
   const ready: Connection[] = [];
   let wake: (() => void) | null = null;
   let closed = false;
@@ -44,9 +53,9 @@ export async function listenWebSocket(options: WebSocketListenOptions): Promise<
   const server = Deno.serve({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port,
-    signal: abort.signal,
     onListen: (local) => listening(local as Deno.NetAddr),
     handler: (request, info) => {
+      if (closed) return new Response("Closed\n", { status: 503 });
       if (new URL(request.url).pathname !== path) {
         return new Response("Not found\n", { status: 404 });
       }
@@ -56,8 +65,14 @@ export async function listenWebSocket(options: WebSocketListenOptions): Promise<
           headers: { upgrade: "websocket" },
         });
       }
-      const { socket, response } = Deno.upgradeWebSocket(request);
+      // The peer's address is gone once the request is upgraded.
       const peer = info.remoteAddr as Deno.NetAddr;
+      const { socket, response } = Deno.upgradeWebSocket(request);
+      live.add(socket);
+      socket.addEventListener("close", () => {
+        live.delete(socket);
+        stopWhenIdle();
+      });
       const connection = new WebSocketConnection(
         socket,
         `ws://${peer.hostname}:${peer.port}`,
@@ -83,7 +98,7 @@ export async function listenWebSocket(options: WebSocketListenOptions): Promise<
     close() {
       if (closed) return;
       closed = true;
-      abort.abort();
+      stopWhenIdle();
       notify();
     },
     async *[Symbol.asyncIterator]() {

@@ -4,6 +4,8 @@
  * The loss is the one `train` minimizes: the batch mean of softmax cross-entropy on
  * the logits (a trailing softmax is folded into the loss).
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -5,6 +5,8 @@
  * A trailing loss head (softmax) is not run: the loss, softmax cross-entropy, takes the
  * head's inputs as logits.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -52,7 +52,7 @@ async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
 }
 
 /** A checkpoint file built by hand from the documented layout. */
-async function buildFile(payload: Uint8Array, version = 1): Promise<Uint8Array> {
+async function buildFile(payload: Uint8Array, version = 2): Promise<Uint8Array> {
   const digest = await sha256(payload);
   return new Uint8Array([...MAGIC, version, ...payload, ...digest]);
 }
@@ -120,15 +120,15 @@ async function listDir(dir: string): Promise<string[]> {
 // ---------------------------------------------------------------------------------------------
 // The byte format
 
-Deno.test("checkpointToBytes() writes FGCK, version 1, a msgpack payload and its SHA-256", async () => {
+Deno.test("checkpointToBytes() writes FGCK, version 2, a msgpack payload and its SHA-256", async () => {
   const checkpoint = sample();
   const before = Date.now();
   const bytes = checkpointToBytes(checkpoint);
   const after = Date.now();
   assert.deepEqual([...bytes.subarray(0, 4)], MAGIC);
   assert.equal(new TextDecoder().decode(bytes.subarray(0, 4)), "FGCK");
-  assert.equal(bytes[4], 1);
-  assert.equal(CHECKPOINT_VERSION, 1);
+  assert.equal(bytes[4], 2);
+  assert.equal(CHECKPOINT_VERSION, 2);
   const payload = bytes.subarray(5, bytes.length - 32);
   assert.deepEqual(bytes.subarray(bytes.length - 32), await sha256(payload));
   const map = decode(payload) as Record<string, unknown>;
@@ -144,7 +144,7 @@ Deno.test("checkpointToBytes() writes FGCK, version 1, a msgpack payload and its
   assert.equal(map.round, 7);
   assert.deepEqual(map.model, modelToBytes(checkpoint.model));
   assert.deepEqual(map.sampler, { seed: 42, task: 123 });
-  assert.equal(map.strategy, "fedavg");
+  assert.deepEqual(map.strategy, checkpoint.strategy);
   assert.deepEqual(map.config, checkpoint.config);
   assert.deepEqual(map.records, checkpoint.records);
   assert.equal(typeof map.savedAt, "string");
@@ -250,19 +250,19 @@ Deno.test("A file without the FGCK magic is not a checkpoint", () => {
 
 Deno.test("A checkpoint of another format version is refused as such, naming the version", () => {
   const valid = checkpointToBytes(sample());
-  for (const version of [0, 2, 7, 255]) {
+  for (const version of [0, 1, 3, 7, 255]) {
     const bytes = valid.slice();
     bytes[4] = version;
     const error = catchCheckpointError(() => checkpointFromBytes(bytes, "state.ckpt"), "version");
     assert.equal(
       error.message,
-      `state.ckpt has checkpoint format version ${version}; this library reads version 1`,
+      `state.ckpt has checkpoint format version ${version}; this library reads version 2`,
     );
   }
   // Even when the rest is of a size or shape this version cannot read.
-  catchCheckpointError(() => checkpointFromBytes(new Uint8Array([...MAGIC, 2])), "version");
+  catchCheckpointError(() => checkpointFromBytes(new Uint8Array([...MAGIC, 3])), "version");
   catchCheckpointError(
-    () => checkpointFromBytes(new Uint8Array([...MAGIC, 2, 1, 2, 3])),
+    () => checkpointFromBytes(new Uint8Array([...MAGIC, 3, 1, 2, 3])),
     "version",
   );
 });
@@ -314,8 +314,11 @@ Deno.test("A payload with a valid digest but invalid content is corrupt, saying 
     ["sampler", { seed: 9 }, /sampler is malformed/],
     ["sampler", { seed: 9.5, task: 31 }, /sampler is malformed/],
     ["sampler", { seed: 9, task: "31" }, /sampler is malformed/],
-    ["strategy", 5, /strategy is not a string/],
-    ["strategy", undefined, /strategy is not a string/],
+    ["strategy", 5, /strategy is malformed/],
+    ["strategy", undefined, /strategy is malformed/],
+    ["strategy", "fedavg", /strategy is malformed/],
+    ["strategy", { name: "fedavg", config: {} }, /strategy is malformed/],
+    ["strategy", { name: 1, config: {}, state: {} }, /strategy is malformed/],
     ["config", [], /config is not a map/],
     ["config", "rounds=5", /config is not a map/],
     ["config", undefined, /config is not a map/],
@@ -382,7 +385,7 @@ Deno.test("saveCheckpoint() then loadCheckpoint() restores the state, leaving on
     assertSameCheckpoint(loaded, checkpoint);
     // The file holds the documented layout.
     const bytes = await Deno.readFile(path);
-    assert.deepEqual([...bytes.subarray(0, 5)], [...MAGIC, 1]);
+    assert.deepEqual([...bytes.subarray(0, 5)], [...MAGIC, 2]);
     assert.deepEqual(
       bytes.subarray(bytes.length - 32),
       await sha256(bytes.subarray(5, bytes.length - 32)),
@@ -547,4 +550,21 @@ Deno.test("Checkpoints saved one after another each load as written", async () =
     }
     assert.deepEqual(await listDir(dir), ["state.ckpt"]);
   });
+});
+
+Deno.test("A checkpoint keeps a strategy's state bytes bit for bit", () => {
+  const moments = new Float64Array([Math.PI, -0, 5e-324, -Infinity, NaN]);
+  const state = {
+    m: new Uint8Array(moments.buffer.slice(0)),
+    nested: { step: 3, tags: ["a", "b"], flag: true },
+  };
+  const copy = checkpointFromBytes(checkpointToBytes(sample({
+    strategy: { name: "fedadam", config: { serverLr: 0.01, tau: 1e-3 }, state },
+  })));
+  assert.deepEqual(copy.strategy, {
+    name: "fedadam",
+    config: { serverLr: 0.01, tau: 1e-3 },
+    state,
+  });
+  assert.deepEqual(new Uint8Array(copy.strategy.state.m as Uint8Array), state.m);
 });

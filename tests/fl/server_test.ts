@@ -381,7 +381,7 @@ Deno.test("hostile clients get a typed error and only their own connection close
         conn.close();
       }
     },
-    version: () => hostile(server, (client) => client.hello({ id: "v2" }, 2)),
+    version: () => hostile(server, (client) => client.hello({ id: "v1" }, 1)),
     invalidId: () => hostile(server, (client) => client.hello({ id: "no spaces" })),
     unknownFirst: () => hostile(server, (client) => client.sendRaw("gossip", {})),
     notHello: () =>
@@ -457,7 +457,7 @@ Deno.test("hostile clients get a typed error and only their own connection close
     for (const { id } of record.dropped) ok(["gossip", "pushy", "bossy"].includes(id), id);
   }
   assertSameBits(server.model.params, model.params);
-  ok(logs.some((line) => line.startsWith("refused 127.0.0.1:")), logs.join("\n"));
+  ok(logs.some((line) => line.startsWith("refused tcp://127.0.0.1:")), logs.join("\n"));
 });
 
 Deno.test("an update of the wrong length or with a NaN is refused with invalid", async () => {

@@ -4,6 +4,8 @@
  * here or is a loss head (softmax, folded into the loss); any other chain falls back to the
  * reference engine.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

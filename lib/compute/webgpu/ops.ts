@@ -3,6 +3,8 @@
  * (see `ops/op.ts` for the contract). A trailing loss head (softmax) needs no entry: the plan
  * folds it into the loss kernel.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -4,6 +4,8 @@
  * Its parameters are an (nIn, nOut) row-major weight followed by an (nOut) bias. Weights of
  * layers followed by relu start He-normal, others Glorot-uniform; biases start at zero.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -5,6 +5,8 @@
  * built from these declarations; the other engines keep a table of their own kernels keyed by
  * the same `kind` (`lib/compute/cpu/ops.ts`, `lib/compute/webgpu/ops.ts`).
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -1,6 +1,8 @@
 /**
  * The relu layer: `y = max(0, x)` elementwise, any width, no parameters.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

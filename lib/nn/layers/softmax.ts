@@ -2,6 +2,8 @@
  * The softmax layer: each example's outputs turned into class probabilities. It may only come
  * last; when training and scoring, softmax cross-entropy on its inputs takes its place.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

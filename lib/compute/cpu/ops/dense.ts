@@ -6,6 +6,8 @@
  * The weight is kept as (nIn, nOutP) rows padded to {@linkcode BLOCK} columns, the bias as
  * (nOutP).
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -7,6 +7,8 @@
  * buffer before a call and out after it. Its backward pass also takes the optimizer step on
  * its parameters, after writing the gradient of its inputs.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -3,6 +3,8 @@
  * the relu mask, `matmul` with a transposed input for the weight gradient, `bias_grad`, and
  * `matmul` with a transposed weight for the input gradient where it is needed.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

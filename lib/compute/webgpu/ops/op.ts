@@ -6,6 +6,8 @@
  * {@linkcode GpuPlanContext.op}, each with the uniform words and workgroup counts it needs for
  * a batch of `rows`.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

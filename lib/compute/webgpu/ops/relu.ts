@@ -2,6 +2,8 @@
  * The relu layer in a WebGPU plan: the `relu` kernel's `forward` and `backward` entry points,
  * elementwise.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -16,142 +16,29 @@
  * @module
  */
 
-import { type Backend, type BackendKind, createBackend } from "../compute/backend.ts";
-import type { Dataset } from "../data/dataset.ts";
-import type { SecureChannel } from "../net/channel.ts";
-import { ChannelError } from "../net/errors.ts";
-import { fingerprint, type StaticKeyPair } from "../net/identity.ts";
-import { MessageError } from "../net/message.ts";
-import { handshakeServer } from "../net/secure.ts";
+import { type Backend, createBackend } from "../compute/backend.ts";
 import { type Connection, type Listener, listenTcp } from "../net/transport.ts";
 import type { Model } from "../nn/model.ts";
-import { type Checkpoint, CheckpointError, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { admit } from "./admission.ts";
+import { CheckpointError, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { ClientConnection } from "./connection.ts";
-import { LOCAL_TRAINING_FIELDS, type LocalTraining, localTraining } from "./local.ts";
 import { checkPoolBackend, TrainerPool } from "./parallel.ts";
-import { type FlMessage, receiveFl, sendFl } from "./protocol.ts";
 import { roundRecordToJson, type ServerRoundRecord } from "./records.ts";
-import { RoundDriver, type RoundSettings, type Workflow } from "./round.ts";
-import { createStrategy, type StrategyOptions } from "./strategies/create.ts";
+import { RoundDriver } from "./round.ts";
+import {
+  checkCompatible,
+  runConfig,
+  type ServerOptions,
+  type ServerSettings,
+  serverSettings,
+} from "./server_options.ts";
+import { createStrategy } from "./strategies/create.ts";
 import type { Strategy } from "./strategies/strategy.ts";
-import { createPipeline, type StageSpec, type UpdateStage } from "./update.ts";
+import { createPipeline } from "./update.ts";
 
 export { type DroppedClient, RoundError as ServerError } from "./round.ts";
 export { formatServerRound, roundRecordToJson, type ServerRoundRecord } from "./records.ts";
-
-/** Options of {@linkcode FederatedServer.start}. */
-export interface ServerOptions extends Partial<LocalTraining> {
-  /** The initial global model (replaced by the checkpoint's when resuming). */
-  model: Model;
-  /** The server's persistent static key (see `loadOrCreateKeyFile`). */
-  staticKey: StaticKeyPair;
-  /**
-   * Where clients connect (default one TCP listener on `hostname`:`port`); the server closes
-   * them when it closes.
-   */
-  listeners?: Listener[];
-  /** Address of the default TCP listener (default `127.0.0.1`; `0.0.0.0` for every interface). */
-  hostname?: string;
-  /** Port of the default TCP listener (default 3000; 0 picks a free one). */
-  port?: number;
-  /** Rounds to run in all, counting those of a resumed checkpoint (default 100). */
-  rounds?: number;
-  /** Fraction C of the connected clients sampled each round, in (0, 1] (default 0.1). */
-  fraction?: number;
-  /** Connected clients to wait for before a round starts (default 1). */
-  minClients?: number;
-  /** Fewest updates a round needs; with fewer it is retried (default 1). */
-  minUpdates?: number;
-  /** Attempts at one round before giving up with a `ServerError` (default 10). */
-  maxAttempts?: number;
-  /** How long a round waits for its clients to train, in milliseconds (default 120 s). */
-  roundTimeoutMs?: number;
-  /** How long one client's update may take to arrive once collected, in ms (default 60 s). */
-  uploadTimeoutMs?: number;
-  /** Seed of client sampling and local shuffling (default 0). */
-  seed?: number;
-  /**
-   * The aggregation strategy: a strategy, or a name of `createStrategy` built on the
-   * backend's weighted sum (default `fedavg`).
-   */
-  strategy?: Strategy | string;
-  /** Hyperparameters of a strategy given by name. */
-  strategyOptions?: StrategyOptions;
-  /** The update pipeline every client must apply (default none). */
-  pipeline?: StageSpec[];
-  /** The round's workflow (default train → collect). */
-  workflow?: Workflow;
-  /** The engine that evaluates and aggregates (default `cpu`). */
-  backend?: Backend | BackendKind;
-  /** Held-out data scored after every round. */
-  test?: Dataset;
-  /**
-   * Workers that score `test` after every round, its batches split between them (default 1:
-   * the backend scores it). More than 1 needs the CPU Wasm engine as the backend and read
-   * permission for `lib/fl/`; the scores keep their bits.
-   */
-  parallel?: number;
-  /** Stop once the test accuracy reaches this. */
-  target?: number;
-  /** Ask the round's clients to score the new model on their own data after each round. */
-  clientEval?: boolean;
-  /** Checkpoint file, written atomically after every round. */
-  checkpoint?: string;
-  /** Continue from `checkpoint` when the file exists. */
-  resume?: boolean;
-  /** File that receives one JSON line per round. */
-  metricsOut?: string;
-  /** Fingerprints of the client keys allowed in (default: every client). */
-  allowedClients?: Iterable<string>;
-  /** The most clients connected at once (default 10,000). */
-  maxClients?: number;
-  /** How long a client has to complete the handshake and say hello, in ms (default 10 s). */
-  handshakeTimeoutMs?: number;
-  /** Where log lines go (default `console.log`). */
-  log?: (line: string) => void;
-}
-
-interface _Settings extends RoundSettings {
-  rounds: number;
-  minClients: number;
-  target: number;
-  maxClients: number;
-  handshakeTimeoutMs: number;
-}
-
-function _check(condition: boolean, message: string): void {
-  if (!condition) throw new RangeError(message);
-}
-
-function _settings(options: ServerOptions): _Settings {
-  const settings: _Settings = {
-    rounds: options.rounds ?? 100,
-    fraction: options.fraction ?? 0.1,
-    minClients: options.minClients ?? 1,
-    minUpdates: options.minUpdates ?? 1,
-    maxAttempts: options.maxAttempts ?? 10,
-    roundTimeoutMs: options.roundTimeoutMs ?? 120_000,
-    uploadTimeoutMs: options.uploadTimeoutMs ?? 60_000,
-    training: localTraining(options),
-    pipeline: options.pipeline ?? [],
-    seed: options.seed ?? 0,
-    target: options.target ?? Infinity,
-    maxClients: options.maxClients ?? 10_000,
-    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
-  };
-  const { rounds, fraction, minClients, minUpdates, maxAttempts } = settings;
-  const positiveInt = (value: number) => Number.isInteger(value) && value >= 1;
-  _check(Number.isInteger(rounds) && rounds >= 0, `Rounds must be a non-negative integer`);
-  _check(fraction > 0 && fraction <= 1, `Client fraction must be in (0, 1], got ${fraction}`);
-  _check(positiveInt(minClients), `minClients must be a positive integer, got ${minClients}`);
-  _check(positiveInt(minUpdates), `minUpdates must be a positive integer, got ${minUpdates}`);
-  _check(positiveInt(maxAttempts), `maxAttempts must be a positive integer, got ${maxAttempts}`);
-  _check(Number.isSafeInteger(settings.seed) && settings.seed >= 0, `Seed must be an integer`);
-  _check(settings.roundTimeoutMs > 0, `Round timeout must be positive`);
-  _check(settings.uploadTimeoutMs > 0, `Upload timeout must be positive`);
-  _check(positiveInt(settings.maxClients), `maxClients must be a positive integer`);
-  return settings;
-}
+export type { ServerOptions } from "./server_options.ts";
 
 /**
  * A federated server over the secure channel.
@@ -173,7 +60,7 @@ export class FederatedServer {
   /** Every listener's address, such as `tcp://127.0.0.1:3000` or `ws://127.0.0.1:3001/`. */
   readonly addresses: readonly string[];
   #options: ServerOptions;
-  #settings: _Settings;
+  #settings: ServerSettings;
   #listeners: Listener[];
   #model: Model;
   #round: number;
@@ -189,7 +76,6 @@ export class FederatedServer {
   /** Workers scoring the held-out data, where `parallel` asks for them. */
   #scorers: TrainerPool | null;
   #strategy: Strategy;
-  #pipeline: UpdateStage[];
   #driver: RoundDriver;
   #log: (line: string) => void;
   #closed = false;
@@ -197,7 +83,7 @@ export class FederatedServer {
 
   private constructor(
     options: ServerOptions,
-    settings: _Settings,
+    settings: ServerSettings,
     listeners: Listener[],
     backend: Backend,
     scorers: TrainerPool | null,
@@ -215,7 +101,6 @@ export class FederatedServer {
     this.#ownBackend = typeof options.backend !== "object";
     this.#scorers = scorers;
     this.#strategy = strategy;
-    this.#pipeline = createPipeline(settings.pipeline);
     this.#model = state.model;
     this.#round = state.round;
     this.#task = state.task;
@@ -259,13 +144,12 @@ export class FederatedServer {
    * @throws {CheckpointError} If the checkpoint is unreadable or belongs to other settings.
    */
   static async start(options: ServerOptions): Promise<FederatedServer> {
-    const settings = _settings(options);
+    const settings = serverSettings(options);
     createPipeline(settings.pipeline);
     const parallel = options.parallel ?? 1;
-    _check(
-      Number.isInteger(parallel) && parallel >= 1,
-      `Parallel workers must be a positive integer, got ${parallel}`,
-    );
+    if (!Number.isInteger(parallel) || parallel < 1) {
+      throw new RangeError(`Parallel workers must be a positive integer, got ${parallel}`);
+    }
     const backend = typeof options.backend === "object"
       ? options.backend
       : await createBackend(options.backend ?? "cpu");
@@ -288,7 +172,7 @@ export class FederatedServer {
       if (options.resume && options.checkpoint !== undefined) {
         const saved = await loadCheckpoint(options.checkpoint);
         if (saved !== null) {
-          _checkCompatible(saved, options, settings, strategy);
+          checkCompatible(saved, options, settings, strategy);
           options.model.params.set(saved.model.params);
           try {
             strategy.loadState?.(saved.strategy.state);
@@ -386,73 +270,20 @@ export class FederatedServer {
   }
 
   async #admit(conn: Connection): Promise<void> {
-    const where = conn.remote;
-    const refuse = (message: string) => {
-      if (!this.#closed) this.#log(`refused ${where}: ${message}`);
-    };
-    const params = this.#model.params.length;
-    let channel: SecureChannel;
-    try {
-      channel = await handshakeServer(conn, {
-        staticKey: this.#options.staticKey,
-        handshakeTimeoutMs: this.#settings.handshakeTimeoutMs,
-        // The largest message a client may send is an update: its floats plus the envelope.
-        maxMessageBytes: 4 * params + 65_536,
-        idleTimeoutMs: Infinity,
-      });
-    } catch (error) {
-      refuse((error as Error).message);
-      return;
-    }
-    // The allow-list is checked here rather than inside the handshake so that a refused client
-    // learns why (`unknown-client`) instead of retrying a silent hang-up; it is answered after
-    // its first message, so that its hello does not race the hang-up.
-    const key = channel.remoteStaticKey;
-    const stranger = this.#allowed === null ||
-        (key !== null && this.#allowed.has(fingerprint(key)))
-      ? null
-      : `Client key ${key === null ? "(none)" : fingerprint(key)} is not on the allow-list`;
-    let hello: FlMessage;
-    try {
-      hello = await _withTimeout(receiveFl(channel), this.#settings.handshakeTimeoutMs, () => {
-        channel.close().catch(() => {});
-        return new ChannelError("timeout", "No hello in time");
-      });
-    } catch (error) {
-      refuse(stranger ?? (error as Error).message);
-      if (stranger !== null) await _sendError(channel, "unknown-client", stranger);
-      else if (error instanceof MessageError) {
-        await _sendError(channel, error.code, error.message);
-      }
-      await channel.close().catch(() => {});
-      return;
-    }
-    if (stranger !== null) {
-      refuse(stranger);
-      await _sendError(channel, "unknown-client", stranger);
-      await channel.close();
-      return;
-    }
-    if (hello.type !== "hello") {
-      const message = `Expected a hello message, got ${hello.type}`;
-      refuse(message);
-      await _sendError(channel, "unexpected", message);
-      await channel.close();
-      return;
-    }
-    if (this.#closed) {
-      await sendFl(channel, { type: "bye", reason: "the server is shutting down" }).catch(() => {});
-      await channel.close();
-      return;
-    }
-    const missing = this.#pipeline.find((stage) => !hello.stages.includes(stage.id));
-    if (missing !== undefined) {
-      const message = `This run requires update stage ${missing.id}, which the client lacks`;
-      refuse(message);
-      await _sendError(channel, "unsupported-stage", message);
-      await channel.close();
-      return;
-    }
+    const admitted = await admit(conn, {
+      staticKey: this.#options.staticKey,
+      handshakeTimeoutMs: this.#settings.handshakeTimeoutMs,
+      // The largest message a client may send is an update: its floats plus the envelope.
+      maxMessageBytes: 4 * this.#model.params.length + 65_536,
+      allowed: this.#allowed,
+      requiredStages: this.#settings.pipeline.map((stage) => stage.id),
+      closing: () => this.#closed,
+      refuse: (message) => {
+        if (!this.#closed) this.#log(`refused ${conn.remote}: ${message}`);
+      },
+    });
+    if (admitted === null) return;
+    const { hello, channel } = admitted;
     const connection = new ClientConnection(
       hello,
       conn,
@@ -542,7 +373,7 @@ export class FederatedServer {
           config: { ...this.#strategy.config },
           state: this.#strategy.saveState?.() ?? {},
         },
-        config: _runConfig(this.#options, this.#settings),
+        config: runConfig(this.#options, this.#settings),
         records: this.#records,
       });
     }
@@ -582,57 +413,4 @@ export class FederatedServer {
     if (typeof this.#options.strategy !== "object") this.#strategy.dispose?.();
     if (this.#ownBackend) this.#backend.dispose();
   }
-}
-
-/** The settings a checkpoint must share with the run that resumes it. */
-function _runConfig(options: ServerOptions, settings: _Settings): Checkpoint["config"] {
-  const config: Checkpoint["config"] = {
-    params: options.model.params.length,
-    architecture: String(options.model),
-    fraction: settings.fraction,
-    seed: settings.seed,
-    pipeline: JSON.stringify(settings.pipeline),
-  };
-  for (const field of LOCAL_TRAINING_FIELDS) config[field] = settings.training[field];
-  return config;
-}
-
-function _checkCompatible(
-  saved: Checkpoint,
-  options: ServerOptions,
-  settings: _Settings,
-  strategy: Strategy,
-): void {
-  const mismatch = (field: string, was: unknown, is: unknown) =>
-    new CheckpointError(
-      "mismatch",
-      `${options.checkpoint} was written with ${field} ${JSON.stringify(was)}` +
-        `, this run has ${JSON.stringify(is)}; resume with the same settings or start ` +
-        `a new checkpoint`,
-    );
-  const want = _runConfig(options, settings);
-  for (const [field, value] of Object.entries(want)) {
-    if (saved.config[field] !== value) throw mismatch(field, saved.config[field], value);
-  }
-  if (saved.strategy.name !== strategy.name) {
-    throw mismatch("strategy", saved.strategy.name, strategy.name);
-  }
-  const config = strategy.config;
-  for (const field of new Set([...Object.keys(config), ...Object.keys(saved.strategy.config)])) {
-    if (saved.strategy.config[field] !== config[field]) {
-      throw mismatch(`strategy ${field}`, saved.strategy.config[field], config[field]);
-    }
-  }
-}
-
-async function _sendError(channel: SecureChannel, code: string, message: string): Promise<void> {
-  await sendFl(channel, { type: "error", code, message }).catch(() => {});
-}
-
-function _withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
-  });
-  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }

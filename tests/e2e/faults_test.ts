@@ -200,14 +200,19 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a server SIGKILLed mid-training and restarted with --resume ends with the same bits",
+  name: "a FedAvg and a FedAdam server SIGKILLed mid-training and resumed end with the same bits",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "fedgpu-resume-" });
     const procs: Proc[] = [];
-    const run = async (name: string, killAfterRound: number | null): Promise<Uint8Array> => {
+    const run = async (
+      name: string,
+      killAfterRound: number | null,
+      strategy: string[],
+    ): Promise<Uint8Array> => {
       const common = [
+        ...strategy,
         "--rounds",
         "5",
         "--fraction",
@@ -252,10 +257,14 @@ Deno.test({
     };
     try {
       await writeBlobs(dir, 2000);
-      const straight = await run("straight", null);
-      const resumed = await run("resumed", 2);
-      strictEqual(resumed.length, straight.length);
-      ok(resumed.every((byte, i) => byte === straight[i]), "the models' bytes differ");
+      // FedAdam's moments live in the checkpoint: a resume that lost them would differ.
+      for (const strategy of [[], ["--strategy", "fedadam", "--server-lr", "0.01"]]) {
+        const name = strategy[1] ?? "fedavg";
+        const straight = await run(`${name}-straight`, null, strategy);
+        const resumed = await run(`${name}-resumed`, 2, strategy);
+        strictEqual(resumed.length, straight.length);
+        ok(resumed.every((byte, i) => byte === straight[i]), `${name}: the models' bytes differ`);
+      }
     } finally {
       for (const proc of procs) proc.kill();
       await Deno.remove(dir, { recursive: true });

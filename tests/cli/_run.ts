@@ -2,11 +2,14 @@
 
 import { main } from "../../lib/cli/main.ts";
 
-/** Runs `fedgpu argv` and returns its exit status, output lines and standard error text. */
+/**
+ * Runs `fedgpu argv` and returns its exit status, output lines and standard error text;
+ * `lines`, if given, receives the lines as they come.
+ */
 export async function run(
   argv: string[],
+  lines: string[] = [],
 ): Promise<{ status: number; lines: string[]; errors: string }> {
-  const lines: string[] = [];
   const errors: string[] = [];
   const originalError = console.error;
   console.error = (...args: unknown[]) => errors.push(args.join(" "));

@@ -126,3 +126,60 @@ Deno.test("processShards covers every client exactly once, in contiguous ranges"
     deepStrictEqual(seen, Array.from({ length: clients! }, (_, i) => i));
   }
 });
+
+Deno.test("fedgpu server --ws-port serves a TCP client and a client --url ws:// in one run", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const serverLines: string[] = [];
+    const server = run([
+      "server",
+      "--port",
+      "0",
+      "--ws-port",
+      "0",
+      "--rounds",
+      "2",
+      "--fraction",
+      "1",
+      "--min-clients",
+      "2",
+      "--test",
+      "none",
+      "--hidden",
+      "16",
+      "--strategy",
+      "fedyogi",
+      "--clip",
+      "10",
+      "--parallel",
+      "1",
+      "--key-file",
+      `${dir}/key.json`,
+      "--fingerprint-out",
+      `${dir}/fp`,
+      "--metrics-out",
+      `${dir}/metrics.jsonl`,
+    ], serverLines);
+    let text = "";
+    // Bounded by count: the server prints its addresses right after it starts listening.
+    for (let tries = 0; tries < 6000 && !/listening on ws:/.test(text); tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      text = serverLines.join("\n");
+    }
+    const tcpPort = /listening on [^\s]+:(\d+)$/m.exec(text)![1]!;
+    const url = /listening on (ws:\/\/\S+)/.exec(text)![1]!;
+    const common = ["--fingerprint-file", `${dir}/fp`, "--of", "100", "--quiet"];
+    const clients = await Promise.all([
+      run(["client", "--port", tcpPort, "--shard", "0", ...common]),
+      run(["client", "--url", url, "--shard", "1", ...common]),
+    ]);
+    for (const client of clients) strictEqual(client.status, 0, client.errors);
+    const done = await server;
+    strictEqual(done.status, 0, done.errors);
+    const records = (await Deno.readTextFile(`${dir}/metrics.jsonl`)).trim().split("\n")
+      .map((line) => JSON.parse(line));
+    deepStrictEqual(records.map((record) => record.clients), [["0", "1"], ["0", "1"]]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -240,13 +240,8 @@ export {
   MESSAGE_TYPE,
   SecureChannel,
 } from "./lib/net/channel.ts";
-export {
-  constantTimeEqual,
-  fingerprint,
-  KeyFileError,
-  loadOrCreateKeyFile,
-  StaticKeyPair,
-} from "./lib/net/identity.ts";
+export { constantTimeEqual, fingerprint, StaticKeyPair } from "./lib/net/identity.ts";
+export { KeyFileError, loadOrCreateKeyFile } from "./lib/net/key_file.ts";
 export {
   type ChannelPattern,
   type ClientHandshakeOptions,

@@ -18,7 +18,7 @@ import { partition, type PartitionScheme } from "../data/partition.ts";
 import { ClientError, runClient } from "../fl/client.ts";
 import { FederatedServer, formatServerRound, type ServerRoundRecord } from "../fl/server.ts";
 import { STREAM } from "../fl/simulate.ts";
-import { loadOrCreateKeyFile } from "../net/identity.ts";
+import { loadOrCreateKeyFile } from "../net/key_file.ts";
 import { modelToBytes } from "../nn/codec.ts";
 import { Dense, type Layer, relu, softmax } from "../nn/layers.ts";
 import { Chain, type Model } from "../nn/model.ts";

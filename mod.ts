@@ -243,6 +243,28 @@ export {
 export { constantTimeEqual, fingerprint, StaticKeyPair } from "./lib/net/identity.ts";
 export { KeyFileError, loadOrCreateKeyFile } from "./lib/net/key_file.ts";
 export {
+  type Connection,
+  type DialOptions,
+  type Listener,
+  type ListenOptions,
+  type Transport,
+  TransportError,
+  type TransportErrorCode,
+} from "./lib/net/transport.ts";
+export { dialTcp, listenTcp, tcpTransport } from "./lib/net/tcp.ts";
+export {
+  dialWebSocket,
+  WebSocketConnection,
+  type WebSocketConnectionOptions,
+  type WebSocketDialOptions,
+} from "./lib/net/websocket.ts";
+export {
+  listenWebSocket,
+  type WebSocketListener,
+  type WebSocketListenOptions,
+  webSocketTransport,
+} from "./lib/net/websocket_server.ts";
+export {
   type ChannelPattern,
   type ClientHandshakeOptions,
   handshakeClient,

@@ -227,13 +227,17 @@ export {
   type WelcomeMessage,
 } from "./lib/fl/protocol.ts";
 
+export { fingerprint, StaticKeyPair } from "./lib/net/identity.ts";
+export { KeyFileError, loadOrCreateKeyFile } from "./lib/net/key_file.ts";
 export {
-  fingerprint,
-  KeyFileError,
-  loadOrCreateKeyFile,
-  StaticKeyPair,
-} from "./lib/net/identity.ts";
-export { type Connection, dialTcp, type Listener, listenTcp } from "./lib/net/transport.ts";
+  type Connection,
+  type Listener,
+  TransportError,
+  type TransportErrorCode,
+} from "./lib/net/transport.ts";
+export { dialTcp, listenTcp } from "./lib/net/tcp.ts";
+export { dialWebSocket } from "./lib/net/websocket.ts";
+export { listenWebSocket } from "./lib/net/websocket_server.ts";
 export {
   handshakeClient,
   handshakeServer,

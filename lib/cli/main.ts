@@ -15,7 +15,7 @@ import { WebGpuUnavailableError } from "../compute/webgpu/runtime.ts";
 import { DataFormatError } from "../data/errors.ts";
 import { CheckpointError } from "../fl/checkpoint.ts";
 import { ServerError } from "../fl/server.ts";
-import { KeyFileError } from "../net/identity.ts";
+import { KeyFileError } from "../net/key_file.ts";
 import { ModelFormatError } from "../nn/codec.ts";
 import { UsageError } from "./args.ts";
 import { clientCommand, serverCommand } from "./network.ts";

@@ -18,8 +18,8 @@ import { partition, type PartitionScheme } from "../data/partition.ts";
 import { ClientError, runClient } from "../fl/client.ts";
 import { FederatedServer, formatServerRound, type ServerRoundRecord } from "../fl/server.ts";
 import { STREAM } from "../fl/simulate.ts";
-import { loadOrCreateKeyFile } from "../net/identity.ts";
-import { listenTcp } from "../net/transport.ts";
+import { loadOrCreateKeyFile } from "../net/key_file.ts";
+import { listenTcp } from "../net/tcp.ts";
 import { dialWebSocket } from "../net/websocket.ts";
 import { listenWebSocket } from "../net/websocket_server.ts";
 import { modelToBytes } from "../nn/codec.ts";
@@ -288,7 +288,7 @@ export async function serverCommand(argv: string[], out: Output): Promise<number
   const parallel = parallelFlag ?? (onWasmEngine(evalBackend) ? defaultParallel() : 1);
   const hostname = _string(values, "host") ?? "127.0.0.1";
   const listeners = [listenTcp({ hostname, port })];
-  if (wsPort !== null) listeners.push(await listenWebSocket({ hostname, port: wsPort }));
+  if (wsPort !== null) listeners.push(listenWebSocket({ hostname, port: wsPort, path: "/fedgpu" }));
   const server = await FederatedServer.start({
     model,
     staticKey: key,

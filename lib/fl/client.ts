@@ -15,7 +15,7 @@ import type { StaticKeyPair } from "../net/identity.ts";
 import { MessageError } from "../net/message.ts";
 import { HandshakeError } from "../net/noise/errors.ts";
 import { handshakeClient } from "../net/secure.ts";
-import { dialTcp } from "../net/transport.ts";
+import { dialTcp } from "../net/tcp.ts";
 import { Participant, type StageHandler } from "./participant.ts";
 import { CLIENT_ID_PATTERN, type FlMessage, receiveFl, sendFl } from "./protocol.ts";
 
@@ -246,7 +246,7 @@ class _Session {
     const options = this.#options;
     const conn = options.dial !== undefined
       ? await options.dial()
-      : await dialTcp({ hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 3000 });
+      : await dialTcp(_tcpAddress(options.hostname ?? "127.0.0.1", options.port ?? 3000));
     let channel: SecureChannel;
     try {
       channel = await handshakeClient(conn, {
@@ -381,4 +381,9 @@ class _Session {
       throw error;
     }
   }
+}
+
+/** `tcp://host:port`, with an IPv6 host in brackets. */
+function _tcpAddress(hostname: string, port: number): string {
+  return `tcp://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
 }

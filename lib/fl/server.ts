@@ -17,7 +17,8 @@
  */
 
 import { type Backend, createBackend } from "../compute/backend.ts";
-import { type Connection, type Listener, listenTcp } from "../net/transport.ts";
+import { listenTcp } from "../net/tcp.ts";
+import type { Connection, Listener } from "../net/transport.ts";
 import type { Model } from "../nn/model.ts";
 import { admit } from "./admission.ts";
 import { CheckpointError, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";

@@ -11,6 +11,11 @@ import { ChannelError } from "./errors.ts";
 /** The longest delay a timer holds; longer deadlines (Infinity) are treated as none. */
 const _MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** What a stream's failure says. */
+function _describe(cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
 /** The largest frame body (a Noise message): 65535 bytes. */
 export const MAX_FRAME = 65535;
 
@@ -87,7 +92,11 @@ export class FrameReader {
       try {
         n = await Promise.race([reading, expired]);
       } catch (cause) {
-        throw new ChannelError("closed", `Connection failed while reading ${what}`, { cause });
+        throw new ChannelError(
+          "closed",
+          `Connection failed while reading ${what}: ${_describe(cause)}`,
+          { cause },
+        );
       } finally {
         clearTimeout(timer);
       }
@@ -132,6 +141,8 @@ export async function writeFrame(stream: ByteStream, body: Uint8Array): Promise<
       offset += await stream.write(frame.subarray(offset));
     }
   } catch (cause) {
-    throw new ChannelError("closed", "Connection failed while writing", { cause });
+    throw new ChannelError("closed", `Connection failed while writing: ${_describe(cause)}`, {
+      cause,
+    });
   }
 }

@@ -34,13 +34,7 @@ export {
 export { ChannelError, type ChannelErrorCode } from "./errors.ts";
 export { type ByteStream, FrameReader, MAX_FRAME, writeFrame } from "./framing.ts";
 export { type ChannelOptions, type Message, MESSAGE_TYPE, SecureChannel } from "./channel.ts";
-export {
-  constantTimeEqual,
-  fingerprint,
-  KeyFileError,
-  loadOrCreateKeyFile,
-  StaticKeyPair,
-} from "./identity.ts";
+export { constantTimeEqual, fingerprint, StaticKeyPair } from "./identity.ts";
 export {
   type ChannelPattern,
   type ClientHandshakeOptions,
@@ -53,4 +47,26 @@ export {
   secureSendBytes,
   type ServerHandshakeOptions,
 } from "./secure.ts";
-export { type Connection, dialTcp, type Listener, listenTcp } from "./transport.ts";
+export { KeyFileError, loadOrCreateKeyFile } from "./key_file.ts";
+export {
+  type Connection,
+  type DialOptions,
+  type Listener,
+  type ListenOptions,
+  type Transport,
+  TransportError,
+  type TransportErrorCode,
+} from "./transport.ts";
+export { dialTcp, listenTcp, tcpTransport } from "./tcp.ts";
+export {
+  dialWebSocket,
+  WebSocketConnection,
+  type WebSocketConnectionOptions,
+  type WebSocketDialOptions,
+} from "./websocket.ts";
+export {
+  listenWebSocket,
+  type WebSocketListener,
+  type WebSocketListenOptions,
+  webSocketTransport,
+} from "./websocket_server.ts";

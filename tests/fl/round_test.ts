@@ -19,7 +19,7 @@ import {
   TRAIN_COLLECT,
   type Workflow,
 } from "../../mod.ts";
-import { listenTcp } from "../../lib/net/transport.ts";
+import { listenTcp } from "../../lib/net/tcp.ts";
 import { dialWebSocket } from "../../lib/net/websocket.ts";
 import { listenWebSocket } from "../../lib/net/websocket_server.ts";
 import { partition } from "../../lib/data/partition.ts";
@@ -139,7 +139,7 @@ Deno.test("a workflow relays parcels among a round's clients, in process and ove
 
 Deno.test("a TCP client and a WebSocket client train in one round with the simulation's bits", async () => {
   const tcp = listenTcp({ port: 0 });
-  const ws = await listenWebSocket({ port: 0 });
+  const ws = listenWebSocket({ port: 0, path: "/fedgpu" });
   const server = await startServer({
     model: model(),
     listeners: [tcp, ws],

@@ -3,6 +3,8 @@
  * the run requires, each with a deadline; a refused client is told why (an error message with
  * a code) before the connection closes, so it does not retry a silent hang-up.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -13,6 +13,8 @@
  * Writing goes to a temporary file beside the target, is flushed to disk, then renamed over
  * the target: a reader sees the old checkpoint or the new one, never a torn one.
  *
+ * This module needs Deno.
+ *
  * @module
  */
 

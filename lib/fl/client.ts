@@ -3,6 +3,8 @@
  * trains the global model on local data whenever it is sampled, and reconnects with
  * exponential backoff and jitter after a failure until the server says goodbye.
  *
+ * This module needs Deno.
+ *
  * @module
  */
 

@@ -4,6 +4,8 @@
  * and any protocol breach ends the connection with an error message to the client. It is a
  * {@linkcode Member} of the round driver.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

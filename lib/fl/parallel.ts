@@ -4,6 +4,8 @@
  * examples and its random stream, so it gives the same bits on any worker; the caller folds
  * the updates in in client order, so a parallel round equals a sequential one bit for bit.
  *
+ * This module needs Deno.
+ *
  * @module
  */
 

@@ -31,6 +31,8 @@
  * key), so its memory stays O(parameters) however many clients report, and the aggregate's
  * bits do not depend on which client finished first.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -13,6 +13,8 @@
  * Random streams are those of {@linkcode simulate}: with clients `0` ... `K-1` holding the
  * simulation's partitions, the networked run ends with the simulation's bits.
  *
+ * This module needs Deno.
+ *
  * @module
  */
 

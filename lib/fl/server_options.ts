@@ -2,6 +2,8 @@
  * The options of a federated server, their defaults and checks, and what a checkpoint must
  * share with the run that resumes it.
  *
+ * This module needs Deno.
+ *
  * @module
  */
 

@@ -6,6 +6,8 @@
  * the round number and the client ids: partition `[1]`, client sampling `[2, round]`, local
  * shuffling `[3, round, client]`.
  *
+ * This module needs Deno.
+ *
  * @module
  */
 

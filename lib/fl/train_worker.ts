@@ -4,6 +4,8 @@
  * CPU Wasm engine, answering with the client's update, or scores a range of held-out batches.
  * Not meant to be imported.
  *
+ * This module needs Deno.
+ *
  * @module
  */
 

@@ -1,4 +1,10 @@
-/** Argument checks and address formatting shared by the transports (browser-compatible). */
+/**
+ * Argument checks and address formatting shared by the transports.
+ *
+ * This module is browser-compatible.
+ *
+ * @module
+ */
 
 import type { ListenOptions } from "./transport.ts";
 

@@ -16,6 +16,8 @@
  * accepts. Any failure (a frame that does not decrypt, a replayed or reordered frame, a
  * malformed header, a stall) closes the channel with a {@linkcode ChannelError}.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -2,6 +2,8 @@
  * Errors of the secure channel. Handshake failures are {@linkcode HandshakeError}s (from the
  * Noise layer); everything after the handshake is a {@linkcode ChannelError} with a `code`.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

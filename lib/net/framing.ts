@@ -3,6 +3,8 @@
  * transport framing of the Noise spec, section 3: messages of at most 65535 bytes). Reads have
  * deadlines, so a peer that stalls mid-frame or never speaks is cut off.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -6,6 +6,8 @@
  * APIs; the key pair itself ({@linkcode StaticKeyPair}) is in the browser-compatible
  * `identity.ts`.
  *
+ * This module needs Deno.
+ *
  * @module
  */
 

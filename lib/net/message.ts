@@ -9,6 +9,8 @@
  * message = msgpack map { p: protocol name, v: version, type: string, ...fields }
  * ```
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

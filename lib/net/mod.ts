@@ -12,6 +12,8 @@
  * ok(fingerprint(key.publicKey).startsWith("SHA256:"));
  * ```
  *
+ * This module needs Deno.
+ *
  * @module
  */
 

@@ -13,6 +13,8 @@
  * a mismatch refuses the connection before the client reveals its own identity. Servers may
  * allow-list client keys by fingerprint.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

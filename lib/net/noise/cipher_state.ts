@@ -15,6 +15,8 @@
  * The raw key is imported into WebCrypto once, on first use, and wiped when the key is replaced
  * or the state destroyed.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

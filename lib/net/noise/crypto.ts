@@ -7,6 +7,8 @@
  * X25519 and SHA-256 come from @noble; AES-GCM runs in WebCrypto, so `ENCRYPT` and `DECRYPT`
  * are async and take a non-extractable `CryptoKey`.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -4,6 +4,8 @@
  * arguments (a key of the wrong length, a nonce out of range) are still `TypeError` /
  * `RangeError`.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

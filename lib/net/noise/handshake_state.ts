@@ -17,6 +17,8 @@
  * carries a low-order key ends the handshake. Only a payload too large to send is refused
  * before anything changes.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

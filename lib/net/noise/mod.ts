@@ -11,6 +11,8 @@
  * strictEqual(parseProtocolName("Noise_XX_25519_AESGCM_SHA256").name, "XX");
  * ```
  *
+ * This module needs Deno.
+ *
  * @module
  */
 

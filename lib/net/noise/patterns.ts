@@ -4,6 +4,8 @@
  * written as the spec writes them, and protocol names (section 8) for the one suite this
  * library speaks, `25519_AESGCM_SHA256`. Modifiers (psk, fallback) are not supported.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

@@ -4,6 +4,8 @@
  * through `mixKey`; every byte sent or received goes through `mixHash`, so both sides end with
  * the same keys only if they saw the same handshake.
  *
+ * This module is browser-compatible.
+ *
  * @module
  */
 

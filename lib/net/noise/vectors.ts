@@ -7,6 +7,8 @@
  * Messages alternate: the initiator writes message 0, 2, 4, ... and the responder 1, 3, 5, ...,
  * handshake and transport alike; in a one-way pattern the initiator writes every message.
  *
+ * This module needs Deno.
+ *
  * @module
  */
 

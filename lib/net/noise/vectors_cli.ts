@@ -9,6 +9,8 @@
  * deno task noise-vectors ../shared/testdata/noise/cacophony_25519_aesgcm_sha256.json
  * ```
  *
+ * This module needs Deno.
+ *
  * @module
  */
 

@@ -222,7 +222,8 @@ async function runTorch(common: string[]): Promise<void> {
 /** Runs `compare_tfjs.ts` for one TF.js backend in its own Deno process. */
 async function runTfjs(backend: string, common: string[]): Promise<void> {
   const script = fileURLToPath(new URL("./compare_tfjs.ts", import.meta.url));
-  const config = fileURLToPath(new URL("../deno.json", import.meta.url));
+  // TF.js is no dependency of the library: its packages are in a config of their own.
+  const config = fileURLToPath(new URL("./tfjs.json", import.meta.url));
   await _collect(
     "tfjs",
     backend,

@@ -9,8 +9,10 @@
  *
  * - engine: `createBackend("cpu")`, whatever that engine is at the time of the run.
  * - PyTorch (`bench/compare_torch.py`): the first of `python3`, `/usr/bin/python3` that can
- *   import torch (Debian: `apt-get install python3-torch`), once with torch's default thread
- *   count and once with one thread; skipped when no python has torch.
+ *   import torch (`pip install torch`, which brings Intel MKL and oneDNN; or Debian's
+ *   `apt-get install python3-torch`), once with torch's default thread count, once with one
+ *   thread and once with a thread per core; skipped when no python has torch. Nothing is
+ *   installed: the report names the torch found (version, pip or Debian, its BLAS, threads).
  * - TensorFlow.js (`bench/compare_tfjs.ts`): tfjs-core ops with `tf.train.sgd`, on the `cpu`
  *   and `wasm` backends, each in its own process.
  *
@@ -203,9 +205,9 @@ async function runTorch(common: string[]): Promise<void> {
     }
   }
   if (python === undefined) {
-    const line = "PyTorch: skipped (python3-torch not installed: apt-get install python3-torch)";
+    const line = "PyTorch: skipped (no python3 imports torch: pip install torch)";
     console.log(line);
-    skips.push({ system: "pytorch", config: "-", reason: "python3-torch not installed" });
+    skips.push({ system: "pytorch", config: "-", reason: "torch not installed" });
     return;
   }
   const script = fileURLToPath(new URL("./compare_torch.py", import.meta.url));
@@ -222,7 +224,8 @@ async function runTorch(common: string[]): Promise<void> {
 /** Runs `compare_tfjs.ts` for one TF.js backend in its own Deno process. */
 async function runTfjs(backend: string, common: string[]): Promise<void> {
   const script = fileURLToPath(new URL("./compare_tfjs.ts", import.meta.url));
-  const config = fileURLToPath(new URL("../deno.json", import.meta.url));
+  // TF.js is no dependency of the library: its packages are in a config of their own.
+  const config = fileURLToPath(new URL("./tfjs.json", import.meta.url));
   await _collect(
     "tfjs",
     backend,
@@ -318,6 +321,7 @@ async function _spawn(
 function _blasKind(path: string | null): string | null {
   if (path === null) return null;
   if (/\/blas\/libblas\.so/.test(path)) return "reference";
+  if (path.startsWith("mkl")) return "mkl";
   return ["openblas", "blis", "atlas", "mkl"].find((kind) => path.includes(kind)) ?? "other";
 }
 
@@ -379,7 +383,15 @@ function report(): void {
   const torch = rows.find((row) => row.system === "pytorch");
   const torchBlas = typeof torch?.blas === "string" ? torch.blas : null;
   if (torch !== undefined) {
-    console.log(`PyTorch ${torch.version}: matrix products on ${torchBlas ?? "unknown"}`);
+    const threads = rows.filter((row) => row.system === "pytorch").find((row) =>
+      row.config.includes("(default)")
+    )?.config.replace(" (default)", "");
+    console.log(
+      `PyTorch ${torch.version} (${torch.install ?? "unknown install"}, ${
+        torch.torch_path ?? "?"
+      }): matrix products on ${torchBlas ?? "unknown"}; MKL ${torch.mkl ? "yes" : "no"}, ` +
+        `oneDNN ${torch.mkldnn ? "yes" : "no"}; default ${threads ?? "threads unknown"}`,
+    );
     if (_blasKind(torchBlas) === "reference") {
       console.log(
         "  that is the reference BLAS: PyTorch runs several times faster on an optimized one " +
@@ -455,6 +467,8 @@ function report(): void {
     samples_per_s: samplesPerS,
     engine_over_pytorch: engineOverTorch,
     engine_over_tfjs: engineOverTfjs,
+    pytorch_version: torch?.version ?? null,
+    pytorch_install: torch?.install ?? null,
     pytorch_blas: torchBlas,
     pytorch_blas_kind: _blasKind(torchBlas),
     skipped: skips.map(({ system, config }) => config === "-" ? system : `${system} ${config}`),

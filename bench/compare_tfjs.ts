@@ -9,8 +9,12 @@
  * initial parameters (`init.f32`), like the PyTorch side.
  *
  * ```sh
- * deno run -A bench/compare_tfjs.ts --data DIR --backend wasm --batch 10,64 --epochs 3
+ * deno run -A --config bench/tfjs.json bench/compare_tfjs.ts --data DIR --backend wasm --batch 10,64 --epochs 3
  * ```
+ *
+ * TF.js is not among the library's dependencies: its packages are in `bench/tfjs.json` (with
+ * its own lock file, `bench/tfjs.lock`), and the root `deno.json` excludes this file. That
+ * config also maps `@noble/hashes` as the root one does, for `lib/rng.ts`.
  *
  * @module
  */

@@ -8,14 +8,19 @@ y.i32 (n int32) and init.f32 (the engine's initial parameters: per dense layer t
 
   python3 bench/compare_torch.py --data DIR --batch 10,64 --epochs 3 --warmup 1 --lr 0.1
 
-The "blas" field names the BLAS library that torch's matrix products run on: Debian's torch
-uses whichever libblas.so.3 the system's alternatives select (the reference BLAS of libblas3
-unless an optimized one such as libopenblas0 is installed), which sets its speed.
+The "blas" field names the BLAS that torch's matrix products run on, which sets its speed.
+pip's torch links Intel MKL into itself (and oneDNN for some layers), so no BLAS library shows
+among the mapped files: its build configuration says "BLAS_INFO=mkl". Debian's torch uses
+whichever libblas.so.3 the system's alternatives select (the reference BLAS of libblas3 unless
+an optimized one such as libopenblas0 is installed). "install" is "pip" or "debian" by where
+torch was imported from, "torch_path" that folder, "mkl" and "mkldnn" whether torch can use
+them, and "build_blas" the BLAS its build names.
 """
 
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -53,11 +58,26 @@ def blas_library():
             for line in maps:
                 fields = line.split()
                 path = fields[5] if len(fields) >= 6 else ""
-                if "blas" in os.path.basename(path).lower():
+                # numpy and scipy bring OpenBLAS copies of their own, which torch does not use.
+                if "blas" in os.path.basename(path).lower() and ".libs/" not in path:
                     return os.path.realpath(path)
     except OSError:
         pass
     return None
+
+
+def build_info():
+    """What this torch is and was built with: where it came from, its BLAS, MKL and oneDNN."""
+    path = os.path.dirname(os.path.realpath(torch.__file__))
+    config = torch.__config__.show()
+    found = re.search(r"BLAS_INFO=(\w+)", config)
+    return {
+        "install": "debian" if "/dist-packages/" in path and path.startswith("/usr/") else "pip",
+        "torch_path": path,
+        "build_blas": found.group(1) if found else None,
+        "mkl": torch.backends.mkl.is_available(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+    }
 
 
 def build_model(layers, init):
@@ -121,7 +141,13 @@ def main():
             threads = int(item)
         if threads not in [t for t, _ in settings]:
             settings.append((threads, threads == default_threads))
-    blas = blas_library()
+    info = build_info()
+    # MKL is linked into pip's torch, and a BLAS mapped beside it (numpy's OpenBLAS, say) is
+    # not what torch's products run on; any other build uses the libblas it is linked against.
+    if info["build_blas"] == "mkl":
+        blas = "mkl (linked into torch)"
+    else:
+        blas = blas_library() or info["build_blas"]
     for threads, is_default in settings:
         torch.set_num_threads(threads)
         for batch in [int(b) for b in args.batch.split(",")]:
@@ -149,6 +175,7 @@ def main():
                 "accuracy": accuracy,
                 "version": torch.__version__,
                 "blas": blas,
+                **info,
             }), flush=True)
 
 

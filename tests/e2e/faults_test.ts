@@ -27,7 +27,7 @@ class Proc {
   readonly child: Deno.ChildProcess;
   readonly lines: string[] = [];
   readonly stderr: Promise<string>;
-  #waiters: { pattern: RegExp; resolve: (line: string) => void }[] = [];
+  #waiters: { pattern: RegExp; resolve: (line: string) => void; fail: () => void }[] = [];
   readonly done: Promise<void>;
 
   constructor(args: string[]) {
@@ -55,23 +55,30 @@ class Proc {
         });
       }
     }
+    for (const waiter of this.#waiters) waiter.fail();
+    this.#waiters = [];
   }
 
-  /** Resolves with the first line (past or future) matching `pattern`. */
-  waitFor(pattern: RegExp, timeoutMs = 60_000): Promise<string> {
+  /**
+   * Resolves with the first line (past or future) matching `pattern`; rejects once the output
+   * ends without one, or after a wait that only a hung process reaches.
+   */
+  waitFor(pattern: RegExp, timeoutMs = 600_000): Promise<string> {
     const seen = this.lines.find((line) => pattern.test(line));
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`No line matching ${pattern}:\n${this.lines.join("\n")}`)),
-        timeoutMs,
-      );
+      const fail = (why: string) => {
+        clearTimeout(timer);
+        reject(new Error(`No line matching ${pattern} (${why}):\n${this.lines.join("\n")}`));
+      };
+      const timer = setTimeout(() => fail(`${timeoutMs} ms passed`), timeoutMs);
       this.#waiters.push({
         pattern,
         resolve: (line) => {
           clearTimeout(timer);
           resolve(line);
         },
+        fail: () => fail("the output ended"),
       });
     });
   }

@@ -5,6 +5,7 @@ import { StaticKeyPair } from "../../lib/net/identity.ts";
 import { blobs, smallModel } from "./_network.ts";
 import {
   assertSameBits,
+  HANG_MS,
   type LocalSettings,
   referenceRound,
   runRounds,
@@ -33,7 +34,7 @@ function freePort(): number {
 }
 
 async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = performance.now() + 5_000;
+  const deadline = performance.now() + HANG_MS;
   while (!condition()) {
     if (performance.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
@@ -165,7 +166,7 @@ Deno.test("a server that proves another key is a pin error, without retrying", a
           retry: { initialMs: 5, maxMs: 10, maxAttempts: 5 },
           log: (line) => lines.push(line),
         }),
-        5_000,
+        HANG_MS,
         "The pin error",
       ),
       (error) =>
@@ -236,13 +237,14 @@ Deno.test("aborting a client ends its run, connected or waiting to retry", async
     port: freePort(),
     serverFingerprint: SERVER_KEY.fingerprint,
     backend: "cpu",
-    retry: { initialMs: 60_000, maxMs: 60_000, maxAttempts: 5 },
+    // A wait between attempts far beyond the test's hang limit: only the abort can end it.
+    retry: { initialMs: 10 * HANG_MS, maxMs: 10 * HANG_MS, maxAttempts: 5 },
     log: (line) => lines.push(line),
     signal: waiting.signal,
   });
   await until(() => lines.some(reconnecting), "a failed attempt");
   waiting.abort();
-  strictEqual((await within(retrying, 1_000, "The abort")).reason, "aborted");
+  strictEqual((await within(retrying, HANG_MS, "The abort")).reason, "aborted");
 
   // Connected, waiting for a task.
   const server = await startServer({ model: smallModel(), rounds: 1 });
@@ -251,7 +253,7 @@ Deno.test("aborting a client ends its run, connected or waiting to retry", async
     const client = startClient(server, "0", DATA, { signal: connected.signal });
     await server.waitForClients(1);
     connected.abort();
-    deepStrictEqual(await within(client, 1_000, "The abort"), {
+    deepStrictEqual(await within(client, HANG_MS, "The abort"), {
       trained: 0,
       updates: 0,
       connections: 1,

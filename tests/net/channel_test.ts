@@ -58,6 +58,12 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * How long a test waits for something before calling it hung. Only a hang trips it: nothing in
+ * these tests takes more than a few seconds even on a slow, busy machine.
+ */
+const HANG_MS = 120_000;
+
 /** Settles with `promise`, or fails once `ms` have passed, so a hang fails the test. */
 async function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -368,7 +374,7 @@ Deno.test("SecureChannel carries a 5 MB random message intact in both directions
     const up = randomBytes(5 * 1024 * 1024);
     const down = randomBytes(5 * 1024 * 1024 + 7);
     const [, fromClient, , fromServer] = await within(
-      10_000,
+      HANG_MS,
       Promise.all([
         secureSendBytes(pair.client, up),
         secureReceiveBytes(pair.server),
@@ -399,7 +405,7 @@ Deno.test("SecureChannel.send() queues concurrent sends so they arrive whole and
       ...messages.map((message) => secureSendBytes(pair.server, message)),
     ];
     const receiving = Promise.all([receiveAll(pair.server), receiveAll(pair.client)]);
-    await within(10_000, Promise.all([receiving, ...sends]), "Queued sends");
+    await within(HANG_MS, Promise.all([receiving, ...sends]), "Queued sends");
     for (const received of await receiving) {
       assert.equal(received.length, messages.length);
       received.forEach((message, i) => assert.ok(bytesEqual(message, messages[i]!), `#${i}`));
@@ -457,12 +463,12 @@ Deno.test("examples/server.ts and examples/client.ts run the original flow over 
   let serverOut = "";
   try {
     while (!serverOut.includes("Listening on")) {
-      const { value, done } = await within(15_000, serverStdout.read(), "The server's start");
+      const { value, done } = await within(HANG_MS, serverStdout.read(), "The server's start");
       if (done) assert.fail(`The server exited early: ${serverOut}\n${await serverStderr}`);
       serverOut += decoder.decode(value, { stream: true });
     }
     client = spawnDeno(EXAMPLE_CLIENT, ["--port", String(port)], dir);
-    const clientResult = await within(15_000, client.output(), "The client");
+    const clientResult = await within(HANG_MS, client.output(), "The client");
     const clientOut = decoder.decode(clientResult.stdout);
     const clientErr = decoder.decode(clientResult.stderr);
     assert.equal(clientResult.code, 0, clientErr);
@@ -472,11 +478,11 @@ Deno.test("examples/server.ts and examples/client.ts run the original flow over 
       clientOut,
     );
     for (;;) {
-      const { value, done } = await within(5_000, serverStdout.read(), "The server's output");
+      const { value, done } = await within(HANG_MS, serverStdout.read(), "The server's output");
       if (done) break;
       serverOut += decoder.decode(value, { stream: true });
     }
-    const status = await within(5_000, server.status, "The server's exit");
+    const status = await within(HANG_MS, server.status, "The server's exit");
     assert.equal(status.code, 0, await serverStderr);
     assert.match(serverOut, /Client said: Oh yes/);
     const keyFile = await Deno.stat(`${dir}/.fedgpu/server_key.json`);
@@ -583,7 +589,7 @@ for (const { what, hook, sends, delivered, code } of TAMPERING) {
       for (let i = 0; i < delivered; i++) {
         assert.equal(await secureReceive(pair.server), sends[i]);
       }
-      await within(2_000, assertRejects(pair.server.receive(), ChannelError, code), what);
+      await within(HANG_MS, assertRejects(pair.server.receive(), ChannelError, code), what);
       assert.ok(pair.server.closed, "The channel stays open after an attack");
       await assertRejects(pair.server.receive(), ChannelError, "closed");
     } finally {
@@ -600,7 +606,7 @@ Deno.test('SecureChannel.receive() rejects a message over its limit with "too-la
   try {
     const sending = secureSendBytes(pair.client, randomBytes(2 << 20)).catch(() => {});
     const error = await within(
-      2_000,
+      HANG_MS,
       assertRejects(pair.server.receive(), ChannelError, "too-large"),
       "An oversized message",
     );
@@ -608,7 +614,7 @@ Deno.test('SecureChannel.receive() rejects a message over its limit with "too-la
     // Refused from the first frame's header, not after taking in the message.
     assert.ok(pair.serverStream.bytesRead < 256 * 1024, `read ${pair.serverStream.bytesRead}`);
     assert.ok(pair.server.closed);
-    await within(2_000, sending, "The refused send");
+    await within(HANG_MS, sending, "The refused send");
   } finally {
     await pair.close();
   }
@@ -631,12 +637,12 @@ Deno.test("SecureChannel.receive() refuses a declared 1 TiB message before alloc
     } as unknown as Uint8Array;
     const sending = secureSendBytes(pair.client, huge).catch(() => {});
     const error = await within(
-      2_000,
+      HANG_MS,
       assertRejects(pair.server.receive(), ChannelError, "too-large"),
       "A declared 1 TiB message",
     );
     assert.match(error.message, /1099511627776 bytes/);
-    await within(2_000, sending, "The refused send");
+    await within(HANG_MS, sending, "The refused send");
   } finally {
     await pair.close();
   }
@@ -648,17 +654,18 @@ Deno.test("SecureChannel.receive() refuses a declared 1 TiB message before alloc
 Deno.test('SecureChannel.receive() times out on a chunk stalled mid-frame with "timeout"', async () => {
   // Frame 2 starts a 200 KB message; frame 3 (a chunk) stops halfway.
   const pair = await connectedPair({
-    server: { frameTimeoutMs: 300 },
+    server: { frameTimeoutMs: 300, idleTimeoutMs: 10 * HANG_MS },
     hook: atFrame(3, (body) => ({ stall: body.length >> 1 })),
   });
   try {
     const sending = secureSendBytes(pair.client, randomBytes(200_000)).catch(() => {});
     const started = performance.now();
-    await within(2_000, assertRejects(pair.server.receive(), ChannelError, "timeout"), "A stall");
+    await within(HANG_MS, assertRejects(pair.server.receive(), ChannelError, "timeout"), "A stall");
+    // Cut off by the 300 ms frame timeout, not the idle timeout, which is far beyond HANG_MS.
     const elapsed = performance.now() - started;
-    assert.ok(elapsed < 1_000, `timed out after ${elapsed} ms`);
+    assert.ok(elapsed >= 250 && elapsed < HANG_MS, `timed out after ${elapsed} ms`);
     assert.ok(pair.server.closed);
-    await within(2_000, sending, "The stalled send");
+    await within(HANG_MS, sending, "The stalled send");
   } finally {
     await pair.close();
   }
@@ -667,16 +674,16 @@ Deno.test('SecureChannel.receive() times out on a chunk stalled mid-frame with "
 Deno.test(
   'SecureChannel.receive() times out on a message start stalled mid-frame with "timeout"',
   async () => {
-    // The idle timeout is long (the default, 5 minutes): once a frame has begun, it must be
-    // finished within frameTimeoutMs, whether it starts a message or continues one.
+    // The idle timeout is far beyond HANG_MS: once a frame has begun, it must be finished
+    // within frameTimeoutMs, whether it starts a message or continues one.
     const pair = await connectedPair({
-      server: { frameTimeoutMs: 300 },
+      server: { frameTimeoutMs: 300, idleTimeoutMs: 10 * HANG_MS },
       hook: atFrame(2, (body) => ({ stall: body.length >> 1 })),
     });
     try {
       await secureSend(pair.client, "hello");
       const receiving = assertRejects(pair.server.receive(), ChannelError, "timeout");
-      await within(1_500, receiving, "A half-sent first frame with frameTimeoutMs 300");
+      await within(HANG_MS, receiving, "A half-sent first frame with frameTimeoutMs 300");
     } finally {
       // Closing the channel also ends a receive still waiting for the idle timeout.
       await pair.close();
@@ -688,7 +695,7 @@ Deno.test('SecureChannel.receive() times out an idle peer with "timeout"', async
   const pair = await connectedPair({ server: { idleTimeoutMs: 300 } });
   try {
     const started = performance.now();
-    await within(2_000, assertRejects(pair.server.receive(), ChannelError, "timeout"), "Idle");
+    await within(HANG_MS, assertRejects(pair.server.receive(), ChannelError, "timeout"), "Idle");
     assert.ok(performance.now() - started >= 250);
   } finally {
     await pair.close();
@@ -777,7 +784,7 @@ Deno.test('handshakeServer() refuses a client off its allow-list: "unknown-clien
     // In XX the client finishes first; its channel then finds the connection gone.
     if (pair.client.status === "fulfilled") {
       await within(
-        2_000,
+        HANG_MS,
         assertRejects(pair.client.value.receive(), ChannelError, "closed"),
         "The refused client's receive",
       );
@@ -813,7 +820,7 @@ async function serverAgainst(
     const serverConn = await accepted;
     const started = performance.now();
     const [serverResult] = await within(
-      5_000,
+      HANG_MS,
       Promise.allSettled([
         handshakeServer(serverConn, { staticKey: StaticKeyPair.generate(), ...options }),
         peer(conn),
@@ -843,20 +850,24 @@ async function sendFragmentAndClose(conn: Deno.Conn): Promise<void> {
   conn.close();
 }
 
-/** A peer that sends one byte of a frame every 300 ms until the server hangs up. */
+/**
+ * A peer that sends a frame header promising 65535 bytes, then one byte every 100 ms until the
+ * server hangs up: a timeout that restarts with each byte would never end it, only a deadline
+ * for the whole handshake does.
+ */
 async function sendSlowly(conn: Deno.Conn): Promise<void> {
   let hungUp = false;
   const hangUp = drain(conn).then(() => {
     hungUp = true;
   });
-  const bytes = encodeFrame(randomBytes(32));
+  const bytes = new Uint8Array([0xff, 0xff, ...randomBytes(65535)]);
   for (let i = 0; i < bytes.length && !hungUp; i++) {
     try {
       await writeAll(conn, bytes.subarray(i, i + 1));
     } catch {
       break;
     }
-    await sleep(300);
+    await sleep(100);
   }
   await hangUp;
 }
@@ -872,10 +883,11 @@ Deno.test('handshakeServer() refuses a fragment of a frame then a close: "closed
   assertCoded(error.cause, ChannelError, "truncated");
 });
 
-Deno.test('handshakeServer() cuts off a peer sending a byte every 300 ms: "timeout"', async () => {
+Deno.test('handshakeServer() cuts off a peer sending a byte every 100 ms: "timeout"', async () => {
   const { error, elapsedMs } = await serverAgainst(sendSlowly, { handshakeTimeoutMs: 1_000 });
   assertCoded(error, HandshakeError, "timeout");
-  assert.ok(elapsedMs < 1_500, `cut off after ${elapsedMs} ms`);
+  // Without a deadline the peer would keep the handshake open for 6500 s.
+  assert.ok(elapsedMs >= 950 && elapsedMs < HANG_MS, `cut off after ${elapsedMs} ms`);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -893,7 +905,9 @@ Deno.test("a server loop serves honest clients while hostile ones fail with type
   async function serveOne(conn: Deno.TcpConn): Promise<void> {
     const peer = conn.remoteAddr.port;
     try {
-      const channel = await handshakeServer(conn, { staticKey: key, handshakeTimeoutMs: 1_000 });
+      // Long enough that the honest clients, done in milliseconds, finish well before the slow
+      // one is cut off.
+      const channel = await handshakeServer(conn, { staticKey: key, handshakeTimeoutMs: 10_000 });
       try {
         await secureSend(channel, "Wanna train some models?");
         answers.set(peer, await secureReceive(channel));
@@ -957,20 +971,20 @@ Deno.test("a server loop serves honest clients while hostile ones fail with type
       forged: hostile(forgedFrame),
     };
     const honestDone = await within(
-      5_000,
+      HANG_MS,
       Promise.all(Array.from({ length: 5 }, honest)),
       "Honest clients",
     );
     const ports = Object.fromEntries(
       await within(
-        5_000,
+        HANG_MS,
         Promise.all(Object.entries(attacks).map(async ([name, p]) => [name, await p] as const)),
         "Hostile clients",
       ),
     );
     listener.close();
     await serving;
-    await within(5_000, Promise.all(handlers), "The server's handlers");
+    await within(HANG_MS, Promise.all(handlers), "The server's handlers");
 
     for (const { port } of honestDone) {
       assert.equal(answers.get(port), "Oh yes");

@@ -116,8 +116,8 @@ export function parseVectorFile(text: string): NoiseVector[] {
  * import { parseVectorFile, runVector } from "@fedgpu/fedgpu";
  *
  * const text = await Deno.readTextFile(
- *   new URL("../../../../shared/testdata/noise/cacophony_25519_aesgcm_sha256.json", import.meta.url),
- * ).catch(() => '{"vectors": []}');
+ *   new URL("../../../tests/testdata/noise/cacophony_25519_aesgcm_sha256.json", import.meta.url),
+ * );
  * for (const vector of parseVectorFile(text)) await runVector(vector);
  * ```
  */

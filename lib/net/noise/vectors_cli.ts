@@ -6,7 +6,7 @@
  * the file cannot be read.
  *
  * ```sh
- * deno task noise-vectors ../shared/testdata/noise/cacophony_25519_aesgcm_sha256.json
+ * deno task noise-vectors tests/testdata/noise/cacophony_25519_aesgcm_sha256.json
  * ```
  *
  * This module needs Deno.

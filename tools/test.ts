@@ -1,0 +1,112 @@
+/**
+ * The project's checks, run by `deno task test`: every step runs, in order, whether or not an
+ * earlier one failed, with its output streamed as it comes; a table of the steps and their
+ * results comes last, and the exit status is 1 if any step failed.
+ *
+ * ```sh
+ * deno task test              # every step
+ * deno task test lint check   # only the named steps, in the table's order
+ * ```
+ *
+ * A new check is one more entry in `STEPS`. A new test file under `tests/` needs no entry: the
+ * `test` step runs every test file outside `tests/compute/`.
+ *
+ * @module
+ */
+
+/** One check: a name for the table and the command that runs it. */
+interface Step {
+  name: string;
+  command: string[];
+}
+
+const STEPS: Step[] = [
+  { name: "fmt", command: ["deno", "fmt", "--check"] },
+  { name: "lint", command: ["deno", "lint"] },
+  // The TF.js side of the comparison benchmark has a config of its own (the root one excludes
+  // it, so that `deno check` never fetches TF.js); it is formatted and linted with that config.
+  {
+    name: "fmt:tfjs",
+    command: ["deno", "fmt", "--check", "--config", "bench/tfjs.json", "bench/compare_tfjs.ts"],
+  },
+  {
+    name: "lint:tfjs",
+    command: ["deno", "lint", "--config", "bench/tfjs.json", "bench/compare_tfjs.ts"],
+  },
+  {
+    name: "doc",
+    command: [
+      "deno",
+      "doc",
+      "--lint",
+      "mod.ts",
+      "lib/net/mod.ts",
+      "lib/net/noise/mod.ts",
+      "lib/compute/mod.ts",
+      "lib/cli/main.ts",
+    ],
+  },
+  { name: "check", command: ["deno", "check"] },
+  {
+    name: "test",
+    command: ["deno", "test", "-A", "--doc", "--parallel", "--ignore=tests/compute"],
+  },
+  // WebGPU tests run alone: in parallel with each other they starve the emulated device.
+  { name: "compute", command: ["deno", "test", "-A", "tests/compute"] },
+];
+
+interface Outcome {
+  step: Step;
+  code: number;
+  seconds: number;
+}
+
+async function runStep(step: Step): Promise<Outcome> {
+  console.log(`\n==> ${step.name}: ${step.command.join(" ")}`);
+  const started = performance.now();
+  const [program, ...args] = step.command as [string, ...string[]];
+  let code: number;
+  try {
+    const child = new Deno.Command(program === "deno" ? Deno.execPath() : program, {
+      args,
+      stdin: "null",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+    code = (await child.status).code;
+  } catch (error) {
+    console.error(`${step.name}: cannot start ${program}: ${(error as Error).message}`);
+    code = 127;
+  }
+  return { step, code, seconds: (performance.now() - started) / 1000 };
+}
+
+const unknown = Deno.args.filter((name) => !STEPS.some((step) => step.name === name));
+if (unknown.length > 0) {
+  console.error(
+    `Unknown step ${unknown.join(", ")}; the steps are ${STEPS.map((s) => s.name).join(", ")}`,
+  );
+  Deno.exit(2);
+}
+const chosen = Deno.args.length === 0
+  ? STEPS
+  : STEPS.filter((step) => Deno.args.includes(step.name));
+
+const outcomes: Outcome[] = [];
+for (const step of chosen) outcomes.push(await runStep(step));
+
+const width = Math.max(...outcomes.map(({ step }) => step.name.length));
+console.log("\nsteps:");
+for (const { step, code, seconds } of outcomes) {
+  const result = code === 0 ? "pass" : `FAIL (exit ${code})`;
+  console.log(`  ${step.name.padEnd(width)}  ${result.padEnd(15)} ${seconds.toFixed(1)} s`);
+}
+const failed = outcomes.filter(({ code }) => code !== 0);
+console.log(
+  failed.length === 0
+    ? `all ${outcomes.length} steps passed`
+    : `${failed.length} of ${outcomes.length} steps failed: ${
+      failed.map(({ step }) => step.name).join(", ")
+    }`,
+);
+if (failed.length > 0) Deno.exit(1);

@@ -28,14 +28,26 @@ export class ClientConnection implements Member {
   readonly key: number;
   readonly examples: number;
   readonly stages: readonly string[];
+  /** The secure channel to the client. */
   readonly channel: SecureChannel;
-  closed = false;
+  /** Whether the connection has ended. */
+  closed: boolean = false;
   #conn: ByteStream;
   #waiters: _Waiter[] = [];
   #onClose: (connection: ClientConnection, reason: string) => void;
   #log: (line: string) => void;
   #shortTimeoutMs: number;
 
+  /**
+   * Wraps an admitted client's channel.
+   *
+   * @param hello The client's hello.
+   * @param conn Its byte stream (closed to cut a stalled send short).
+   * @param channel Its secure channel.
+   * @param onClose Told when the connection ends, with the reason.
+   * @param log Where log lines go.
+   * @param shortTimeoutMs The deadline of small sends.
+   */
   constructor(
     hello: HelloMessage,
     conn: ByteStream,

@@ -71,7 +71,7 @@ export class Participant {
   /** The examples it holds. */
   readonly examples: number;
   /** Its client key, once the server's welcome has told it (-1 before). */
-  key = -1;
+  key: number = -1;
   readonly #data: Dataset | { n: number; load(): Dataset };
   readonly #backend: Backend;
   readonly #stages: Record<string, StageHandler>;

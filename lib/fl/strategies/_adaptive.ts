@@ -48,6 +48,8 @@ export abstract class AdaptiveServerOptimizer extends ServerOptimizer {
   readonly #rule: SecondMoment;
 
   /**
+   * Creates the optimizer.
+   *
    * @param options η, β1, β2, τ.
    * @param rule The second moment's rule.
    * @throws {RangeError} If an option is out of range.

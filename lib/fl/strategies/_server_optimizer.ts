@@ -43,6 +43,8 @@ export abstract class ServerOptimizer extends FedAvg {
   readonly #names: readonly string[];
 
   /**
+   * Creates the optimizer.
+   *
    * @param options The server learning rate η and the reduction.
    * @param moments The names of the optimizer's moment vectors.
    */

@@ -88,6 +88,7 @@ export class FedAvg implements Strategy {
    * @throws {Error} If the reduction has none, or no round was begun.
    */
   updateBuffer(length: number): Float32Array {
+    if (this.#global === null) throw new Error("Call begin() before updateBuffer()");
     if (this.sum.updateBuffer === undefined) throw new Error("This reduction has no buffer");
     return this.sum.updateBuffer(length);
   }

@@ -42,7 +42,7 @@ const _EMPTY = new Uint8Array(0);
  *
  * @example Usage
  * ```ts
- * import { CipherState } from "@fedgpu/fedgpu";
+ * import { CipherState } from "@fedgpu/fedgpu/noise";
  * import { deepStrictEqual } from "node:assert/strict";
  *
  * const key = crypto.getRandomValues(new Uint8Array(32));

@@ -61,7 +61,7 @@ export function checkBytes(bytes: unknown, length: number, what: string): void {
  *
  * @example Usage
  * ```ts
- * import { generateKeyPair } from "@fedgpu/fedgpu";
+ * import { generateKeyPair } from "@fedgpu/fedgpu/noise";
  * import { strictEqual } from "node:assert/strict";
  *
  * const { publicKey, secretKey } = generateKeyPair();
@@ -82,7 +82,7 @@ export function generateKeyPair(): KeyPair {
  *
  * @example Usage
  * ```ts
- * import { generateKeyPair, keyPairFromSecretKey } from "@fedgpu/fedgpu";
+ * import { generateKeyPair, keyPairFromSecretKey } from "@fedgpu/fedgpu/noise";
  * import { deepStrictEqual } from "node:assert/strict";
  *
  * const pair = generateKeyPair();
@@ -108,7 +108,7 @@ export function keyPairFromSecretKey(secretKey: Uint8Array): KeyPair {
  *
  * @example Usage
  * ```ts
- * import { dh, generateKeyPair } from "@fedgpu/fedgpu";
+ * import { dh, generateKeyPair } from "@fedgpu/fedgpu/noise";
  * import { deepStrictEqual } from "node:assert/strict";
  *
  * const alice = generateKeyPair();
@@ -139,7 +139,7 @@ export function dh(keyPair: KeyPair, publicKey: Uint8Array): Uint8Array {
  *
  * @example Usage
  * ```ts
- * import { hash } from "@fedgpu/fedgpu";
+ * import { hash } from "@fedgpu/fedgpu/noise";
  * import { strictEqual } from "node:assert/strict";
  *
  * strictEqual(hash(new Uint8Array(0))[0], 0xe3);
@@ -165,7 +165,7 @@ export function hash(data: Uint8Array): Uint8Array {
  *
  * @example Usage
  * ```ts
- * import { hkdf } from "@fedgpu/fedgpu";
+ * import { hkdf } from "@fedgpu/fedgpu/noise";
  * import { strictEqual } from "node:assert/strict";
  *
  * const [ck, k] = hkdf(new Uint8Array(32), new Uint8Array(32), 2);
@@ -215,7 +215,7 @@ function _view(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
  *
  * @example Usage
  * ```ts
- * import { importCipherKey } from "@fedgpu/fedgpu";
+ * import { importCipherKey } from "@fedgpu/fedgpu/noise";
  * import { strictEqual } from "node:assert/strict";
  *
  * const key = await importCipherKey(new Uint8Array(32));
@@ -245,7 +245,7 @@ function _nonce(n: bigint): Uint8Array<ArrayBuffer> {
  *
  * @example Usage
  * ```ts
- * import { encrypt, importCipherKey } from "@fedgpu/fedgpu";
+ * import { encrypt, importCipherKey } from "@fedgpu/fedgpu/noise";
  * import { strictEqual } from "node:assert/strict";
  *
  * const key = await importCipherKey(new Uint8Array(32));
@@ -275,7 +275,7 @@ export async function encrypt(
  *
  * @example Usage
  * ```ts
- * import { decrypt, encrypt, importCipherKey } from "@fedgpu/fedgpu";
+ * import { decrypt, encrypt, importCipherKey } from "@fedgpu/fedgpu/noise";
  * import { deepStrictEqual } from "node:assert/strict";
  *
  * const key = await importCipherKey(new Uint8Array(32));

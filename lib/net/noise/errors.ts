@@ -45,7 +45,7 @@ export type HandshakeErrorCode =
  *
  * @example Usage
  * ```ts
- * import { HandshakeError, HandshakeState } from "@fedgpu/fedgpu";
+ * import { HandshakeError, HandshakeState } from "@fedgpu/fedgpu/noise";
  * import { rejects } from "node:assert/strict";
  *
  * const initiator = new HandshakeState({ pattern: "NN", initiator: true });

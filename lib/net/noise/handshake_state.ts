@@ -85,7 +85,7 @@ function _concat(parts: Uint8Array[]): Uint8Array {
  *
  * @example Usage
  * ```ts
- * import { generateKeyPair, HandshakeState } from "@fedgpu/fedgpu";
+ * import { generateKeyPair, HandshakeState } from "@fedgpu/fedgpu/noise";
  * import { deepStrictEqual } from "node:assert/strict";
  *
  * const initiator = new HandshakeState({ pattern: "XX", initiator: true, s: generateKeyPair() });

@@ -133,7 +133,7 @@ export const PATTERN_NAMES: readonly string[] = Object.freeze([..._PATTERNS.keys
  *
  * @example Usage
  * ```ts
- * import { handshakePattern } from "@fedgpu/fedgpu";
+ * import { handshakePattern } from "@fedgpu/fedgpu/noise";
  * import { deepStrictEqual } from "node:assert/strict";
  *
  * deepStrictEqual(handshakePattern("XX").messages, [["e"], ["e", "ee", "s", "es"], ["s", "se"]]);
@@ -158,7 +158,7 @@ export function handshakePattern(name: string): HandshakePattern {
  *
  * @example Usage
  * ```ts
- * import { HandshakeError, parseProtocolName } from "@fedgpu/fedgpu";
+ * import { HandshakeError, parseProtocolName } from "@fedgpu/fedgpu/noise";
  * import { strictEqual, throws } from "node:assert/strict";
  *
  * strictEqual(parseProtocolName("Noise_IK_25519_AESGCM_SHA256").name, "IK");

@@ -21,7 +21,7 @@ const _EMPTY = new Uint8Array(0);
  *
  * @example Usage
  * ```ts
- * import { SymmetricState } from "@fedgpu/fedgpu";
+ * import { SymmetricState } from "@fedgpu/fedgpu/noise";
  * import { deepStrictEqual } from "node:assert/strict";
  *
  * const name = "Noise_NN_25519_AESGCM_SHA256";

@@ -82,7 +82,7 @@ function _expectEqual(actual: Uint8Array, expected: Uint8Array, what: string): v
  *
  * @example Usage
  * ```ts
- * import { parseVectorFile } from "@fedgpu/fedgpu";
+ * import { parseVectorFile } from "@fedgpu/fedgpu/noise";
  * import { strictEqual } from "node:assert/strict";
  *
  * const text = '{"vectors": [{"protocol_name": "Noise_NN_25519_AESGCM_SHA256", "messages": []}]}';
@@ -113,7 +113,7 @@ export function parseVectorFile(text: string): NoiseVector[] {
  *
  * @example Usage
  * ```ts
- * import { parseVectorFile, runVector } from "@fedgpu/fedgpu";
+ * import { parseVectorFile, runVector } from "@fedgpu/fedgpu/noise";
  *
  * const text = await Deno.readTextFile(
  *   new URL("../../../tests/testdata/noise/cacophony_25519_aesgcm_sha256.json", import.meta.url),
@@ -185,7 +185,7 @@ export async function runVector(vector: NoiseVector): Promise<void> {
  *
  * @example Usage
  * ```ts
- * import { loadVectorFile } from "@fedgpu/fedgpu";
+ * import { loadVectorFile } from "@fedgpu/fedgpu/noise";
  * import { rejects } from "node:assert/strict";
  *
  * await rejects(loadVectorFile("/no/such/vectors.json"), Deno.errors.NotFound);

@@ -8,7 +8,8 @@
  * deno task test lint check   # only the named steps, in the table's order
  * ```
  *
- * A new check is one more entry in `STEPS`. A new test file under `tests/` needs no entry: the
+ * The name is not `test.ts` on purpose: `deno test` would take that for a test file and run
+ * it. A new check is one more entry in `STEPS`. A new test file under `tests/` needs no entry: the
  * `test` step runs every test file outside `tests/compute/`.
  *
  * @module

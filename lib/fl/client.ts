@@ -3,7 +3,8 @@
  * trains the global model on local data whenever it is sampled, and reconnects with
  * exponential backoff and jitter after a failure until the server says goodbye.
  *
- * This module needs Deno.
+ * This module is browser-compatible. Give `runClient` a `dial` there (`dialWebSocket`); its
+ * default TCP dial needs Deno.
  *
  * @module
  */
@@ -17,7 +18,6 @@ import type { StaticKeyPair } from "../net/identity.ts";
 import { MessageError } from "../net/message.ts";
 import { HandshakeError } from "../net/noise/errors.ts";
 import { handshakeClient } from "../net/secure.ts";
-import { dialTcp } from "../net/tcp.ts";
 import { Participant, type StageHandler } from "./participant.ts";
 import { CLIENT_ID_PATTERN, type FlMessage, receiveFl, sendFl } from "./protocol.ts";
 
@@ -248,7 +248,7 @@ class _Session {
     const options = this.#options;
     const conn = options.dial !== undefined
       ? await options.dial()
-      : await dialTcp(_tcpAddress(options.hostname ?? "127.0.0.1", options.port ?? 3000));
+      : await _dialTcp(options.hostname ?? "127.0.0.1", options.port ?? 3000);
     let channel: SecureChannel;
     try {
       channel = await handshakeClient(conn, {
@@ -385,7 +385,11 @@ class _Session {
   }
 }
 
-/** `tcp://host:port`, with an IPv6 host in brackets. */
-function _tcpAddress(hostname: string, port: number): string {
-  return `tcp://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+/**
+ * Dials `tcp://host:port` (an IPv6 host in brackets). TCP needs Deno: the module is loaded only
+ * when a client dials TCP, so a browser client (with `dial`) never loads it.
+ */
+async function _dialTcp(hostname: string, port: number): Promise<ByteStream> {
+  const { dialTcp } = await import("../net/tcp.ts");
+  return dialTcp(`tcp://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`);
 }

@@ -69,7 +69,8 @@ export class InMemoryMember implements Member {
   readonly #queue: JobQueue;
   readonly #models: SharedModelCache;
   readonly #mailbox = new Map<string, Deferred>();
-  #held: Promise<UpdateMessage> | null = null;
+  #held: (() => Promise<UpdateMessage>) | null = null;
+  readonly #lazy: boolean;
 
   /**
    * Creates the member.
@@ -78,13 +79,18 @@ export class InMemoryMember implements Member {
    * @param key Its key.
    * @param queue Where its training and evaluation jobs run (shared with the other members).
    * @param models The shared model decoder.
+   * @param options `lazy`: train when the update is collected rather than when the task
+   *   arrives (one update in memory at a time; the same bits). Without it, training starts at
+   *   once (parallel workers train a round's clients together).
    */
   constructor(
     participant: Participant,
     key: number,
     queue: JobQueue,
     models: SharedModelCache,
+    options: { lazy?: boolean } = {},
   ) {
+    this.#lazy = options.lazy ?? false;
     this.#participant = participant;
     this.id = participant.id;
     this.key = key;
@@ -127,18 +133,22 @@ export class InMemoryMember implements Member {
       case "task": {
         const task = message as TaskMessage;
         const model = this.#models.get(task.model);
-        const update = this.#queue.run(() => participant.train(task, model));
-        this.#held = update;
-        update.catch(() => {});
-        this.#post(
-          "ready",
-          task.task,
-          update.then(() => ({ type: "ready", task: task.task, examples: participant.examples })),
-        );
+        const train = () => this.#queue.run(() => participant.train(task, model));
+        const ready = { type: "ready" as const, task: task.task, examples: participant.examples };
+        if (this.#lazy) {
+          // Trained when collected: one update in memory at a time, as a server holds them.
+          this.#held = train;
+          this.#post("ready", task.task, Promise.resolve(ready));
+        } else {
+          const update = train();
+          update.catch(() => {});
+          this.#held = () => update;
+          this.#post("ready", task.task, update.then(() => ready));
+        }
         break;
       }
       case "collect": {
-        const held = this.#held;
+        const held = this.#held?.();
         this.#held = null;
         this.#post(
           "update",

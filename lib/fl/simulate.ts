@@ -22,7 +22,7 @@ import { InMemoryMember, JobQueue, SharedModelCache } from "./in_memory.ts";
 import { type LocalTraining, localTraining } from "./local.ts";
 import { checkPoolBackend, TrainerPool } from "./parallel.ts";
 import { Participant, type StageHandler, type Trainer } from "./participant.ts";
-import { RoundDriver, sampleClients, STREAM, type Workflow } from "./round.ts";
+import { RoundDriver, RoundError, sampleClients, STREAM, type Workflow } from "./round.ts";
 import { createStrategy, type StrategyOptions } from "./strategies/create.ts";
 import type { Strategy } from "./strategies/strategy.ts";
 import type { StageSpec } from "./update.ts";
@@ -246,8 +246,11 @@ function _members(
       ...(options.stages === undefined ? {} : { stages: options.stages }),
       ...(trainer === undefined ? {} : { trainer }),
     });
-    // Pool jobs run at once; backend jobs one at a time.
-    return new InMemoryMember(participant, k, pool === null ? queue : new JobQueue(), models);
+    // Pool jobs run at once; backend jobs one at a time, each client trained when its update
+    // is collected.
+    return pool === null
+      ? new InMemoryMember(participant, k, queue, models, { lazy: true })
+      : new InMemoryMember(participant, k, new JobQueue(), models);
   });
 }
 
@@ -302,7 +305,7 @@ async function* _rounds(
     try {
       outcome = await driver.run(round);
     } catch (error) {
-      if ((error as Error).name === "ServerError") {
+      if (error instanceof RoundError) {
         throw new RangeError(`Round ${round} sampled only clients without data`);
       }
       throw error;

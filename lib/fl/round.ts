@@ -325,13 +325,19 @@ export class RoundDriver {
       candidates: candidates.length,
       fraction: settings.fraction,
     };
-    const picked = (strategy.select?.(context) ??
-      sampleClients(settings.seed, round, candidates.length, settings.fraction, attempt))
-      .map((index) => {
-        const member = candidates[index];
-        if (member === undefined) throw new RangeError(`Strategy selected no candidate ${index}`);
-        return member;
-      });
+    const indices = strategy.select?.(context) ??
+      sampleClients(settings.seed, round, candidates.length, settings.fraction, attempt);
+    indices.forEach((index, i) => {
+      if (!Number.isInteger(index) || index < 0 || index >= candidates.length) {
+        throw new RangeError(
+          `Strategy ${strategy.name} selected candidate ${index} of ${candidates.length}`,
+        );
+      }
+      if (i > 0 && index <= indices[i - 1]!) {
+        throw new RangeError(`Strategy ${strategy.name} must select ascending distinct candidates`);
+      }
+    });
+    const picked = indices.map((index) => candidates[index]!);
     const training = strategy.configure?.(round, settings.training) ?? settings.training;
     const task = this.#options.nextTask();
     const bytes = modelToBytes(model);

@@ -5,12 +5,13 @@
  * giving the simulation's bits.
  */
 
-import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import {
   Chain,
   createDataset,
   type Dataset,
   Dense,
+  FedAvg,
   relu,
   Rng,
   simulate,
@@ -221,5 +222,48 @@ Deno.test("a server refuses a client that lacks an update stage the run requires
     strictEqual(server.connected, 0);
   } finally {
     await server.close();
+  }
+});
+
+Deno.test("a strategy that selects its own clients gets them, and a bad selection is refused", async () => {
+  const picks: number[][] = [];
+  const selecting = (select: (candidates: number) => number[]) => {
+    const strategy = new FedAvg();
+    return Object.assign(strategy, {
+      select: ({ candidates }: { candidates: number }) => {
+        const chosen = select(candidates);
+        picks.push(chosen);
+        return chosen;
+      },
+    });
+  };
+  const common = {
+    train: DATA,
+    test: TEST,
+    clients: CLIENTS,
+    rounds: 2,
+    backend: "cpu" as const,
+  };
+  const records = [];
+  for await (
+    const record of simulate({ ...common, model: model(), strategy: selecting(() => [1, 3]) })
+  ) records.push(record.clients);
+  deepStrictEqual(records, [[1, 3], [1, 3]]);
+  for (const bad of [[3, 1], [1, 1], [4], [-1], [0.5]]) {
+    await rejects(
+      (async () => {
+        for await (
+          const _ of simulate({
+            ...common,
+            model: model(),
+            strategy: selecting(() => bad),
+          })
+        ) {
+          // The first round refuses the selection.
+        }
+      })(),
+      (error: unknown) => error instanceof RangeError && /select/.test(error.message),
+      JSON.stringify(bad),
+    );
   }
 });

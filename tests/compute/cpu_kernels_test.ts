@@ -156,6 +156,9 @@ Deno.test("wasmTrain gives the reference train's bits on odd shapes and options"
     { lr: 0.02, batchSize: 17, momentum: 0.5, weightDecay: 0.001, epochs: 2, seed: 9 },
     { lr: 0.1, batchSize: 64, shuffle: false },
     { lr: 0.1, batchSize: 1000 },
+    // FedProx's proximal term, alone and with momentum and weight decay.
+    { lr: 0.05, batchSize: 7, proximalMu: 0.1, epochs: 3 },
+    { lr: 0.02, batchSize: 17, momentum: 0.9, weightDecay: 0.001, proximalMu: 0.5, epochs: 2 },
   ];
   shapes.forEach(({ layers, features, classes }, s) => {
     for (const zeros of [0, 0.8]) {

@@ -356,10 +356,12 @@ function denseDx(): string {
 
 /**
  * `dense_dw_sgd(x, ldx, dy64, ld64, rows, kCount, blocks, w, ldw, v, lr, momentum,
- * weightDecay, useMomentum)`: for each of `kCount` weight rows and `16 * blocks` columns, the
- * reference `denseBackward`'s float32 gradient sum over the batch (zero inputs skipped),
- * followed at once by the reference `Sgd.step` on that parameter (velocity at `v`, laid out
- * like `w`). With `x` a column of ones it is the bias gradient and step.
+ * weightDecay, useMomentum, anchor, mu, useProximal)`: for each of `kCount` weight rows and
+ * `16 * blocks` columns, the reference `denseBackward`'s float32 gradient sum over the batch
+ * (zero inputs skipped), followed at once by the reference `Sgd.step` on that parameter
+ * (velocity at `v`, laid out like `w`; with `useProximal`, FedProx's `mu * (w - anchor)` added
+ * to the gradient, the anchor laid out like `w`). With `x` a column of ones it is the bias
+ * gradient and step.
  */
 function denseDwSgd(): string {
   const mac = range(8).map((j) =>
@@ -376,8 +378,20 @@ function denseDwSgd(): string {
     const parts = [0, 1].map((h) => {
       const a = get(`a${2 * q + h}`);
       const p = (h === 0 ? promoteLow : promoteHigh)(get("t"));
-      return { a, p, g: `(f64x2.add ${a} (f64x2.mul ${get("wd")} ${p}))`, h };
+      return { a, p, g: get(`g${h}`), h };
     });
+    // g = grad + weightDecay * w (+ mu * (w - anchor)), in the reference's order.
+    const gradients = parts.map(({ a, p, h }) =>
+      set(`g${h}`, `(f64x2.add ${a} (f64x2.mul ${get("wd")} ${p}))`)
+    ).join(" ");
+    const proximal = parts.map(({ p, h }) =>
+      set(
+        `g${h}`,
+        `(f64x2.add ${get(`g${h}`)} (f64x2.mul ${get("mu")} (f64x2.sub ${p} ${
+          (h === 0 ? promoteLow : promoteHigh)(get("ta"))
+        })))`,
+      )
+    ).join(" ");
     const withMomentum = parts.map(({ g, h }) =>
       set(
         `n${h}`,
@@ -390,6 +404,10 @@ function denseDwSgd(): string {
     ).join(" ");
     return `
             ${set("t", `(v128.load offset=${16 * q} ${get("wp")})`)}
+            ${gradients}
+            (if ${get("useProx")} (then
+              ${set("ta", `(v128.load offset=${16 * q} ${get("ap")})`)}
+              ${proximal}))
             (if ${get("useMom")} (then
               ${set("tv", `(v128.load offset=${16 * q} ${get("vp")})`)}
               ${withMomentum}
@@ -409,13 +427,17 @@ function denseDwSgd(): string {
   (func (export "dense_dw_sgd") (param $x i32) (param $ldx i32) (param $dy64 i32) (param $ld64 i32)
       (param $rows i32) (param $kCount i32) (param $blocks i32) (param $w i32) (param $ldw i32)
       (param $v i32) (param $lrS f64) (param $momS f64) (param $wdS f64) (param $useMom i32)
+      (param $anchor i32) (param $muS f64) (param $useProx i32)
     (local $k i32) (local $c i32) (local $i i32) (local $xp i32) (local $dp i32) (local $wp i32)
-    (local $vp i32) (local $xv f32) (local $xs v128) (local $t v128) (local $tv v128)
+    (local $vp i32) (local $ap i32) (local $xv f32) (local $xs v128) (local $t v128) (local $tv v128)
+    (local $ta v128) (local $g0 v128) (local $g1 v128)
     (local $n0 v128) (local $n1 v128) (local $lr v128) (local $mom v128) (local $wd v128)
+    (local $mu v128)
     ${locals("a", 8, "v128")}
     ${set("lr", `(f64x2.splat ${get("lrS")})`)}
     ${set("mom", `(f64x2.splat ${get("momS")})`)}
     ${set("wd", `(f64x2.splat ${get("wdS")})`)}
+    ${set("mu", `(f64x2.splat ${get("muS")})`)}
     (block $kDone (loop $kLoop
       (br_if $kDone (i32.ge_u ${get("k")} ${get("kCount")}))
       ${set("c", i32(0))}
@@ -445,6 +467,15 @@ function denseDwSgd(): string {
     set(
       "vp",
       add(add(`(i32.mul ${get("k")} ${get("ldw")})`, `(i32.shl ${get("c")} ${i32(6)})`), get("v")),
+    )
+  }
+        ${
+    set(
+      "ap",
+      add(
+        add(`(i32.mul ${get("k")} ${get("ldw")})`, `(i32.shl ${get("c")} ${i32(6)})`),
+        get("anchor"),
+      ),
     )
   }
         ${sgd}

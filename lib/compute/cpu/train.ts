@@ -63,7 +63,7 @@ class Workspace {
   constructor(
     readonly model: Model,
     batch: number,
-    options: { training: boolean; momentum: boolean },
+    options: { training: boolean; momentum: boolean; proximal?: boolean },
   ) {
     const cap = pad(batch);
     this.cap = cap;
@@ -74,7 +74,13 @@ class Workspace {
     };
     try {
       const { training } = options;
-      const ctx = { alloc, cap, training, momentum: options.momentum };
+      const ctx = {
+        alloc,
+        cap,
+        training,
+        momentum: options.momentum,
+        proximal: options.proximal ?? false,
+      };
       const depth = logitsIndex(model);
       this.ops = model.layers.slice(0, depth).map((spec) => wasmLayer(spec)!(spec, ctx));
       this.strides = model.widths.slice(0, depth + 1).map((n) => pad(n) * 4);
@@ -161,8 +167,7 @@ function readLogits(ws: Workspace, rows: number, classes: number, out: Float32Ar
  * @throws {RangeError} If the data does not fit the model or an option is out of range.
  */
 export function wasmTrain(model: Model, data: Dataset, options: TrainOptions): TrainResult {
-  // The fused SGD kernels have no proximal term: FedProx's clients train on the reference.
-  if (!runsOnKernels(model) || (options.proximalMu ?? 0) > 0) return train(model, data, options);
+  if (!runsOnKernels(model)) return train(model, data, options);
   const { epochs = 1, batchSize = 32, seed = 0, shuffle = true } = options;
   checkTrainingInputs(model, data, { "Epochs": epochs, "Batch size": batchSize });
   if (data.n === 0) throw new RangeError("Cannot train on an empty dataset");
@@ -170,7 +175,11 @@ export function wasmTrain(model: Model, data: Dataset, options: TrainOptions): T
   const sgd = new Sgd(0, options);
   const batch = Math.min(batchSize, data.n);
   const classes = model.outputSize;
-  const ws = new Workspace(model, batch, { training: true, momentum: sgd.momentum > 0 });
+  const ws = new Workspace(model, batch, {
+    training: true,
+    momentum: sgd.momentum > 0,
+    proximal: sgd.proximalMu > 0,
+  });
   // A rectified top layer's mask is applied here, as the logits' gradient is written.
   const lastRelu = ws.ops[ws.ops.length - 1]!.rectified;
   try {

@@ -31,6 +31,10 @@ export function wasmDense(spec: DenseLayer, ctx: WasmContext): WasmOp {
   const b = ctx.alloc(nOutP * 4);
   const vw = velocity ? ctx.alloc(wBytes) : 0;
   const vb = velocity ? ctx.alloc(nOutP * 4) : 0;
+  // FedProx's anchor: the parameters training started from, laid out like them.
+  const proximal = ctx.training && ctx.proximal;
+  const aw = proximal ? ctx.alloc(wBytes) : 0;
+  const ab = proximal ? ctx.alloc(nOutP * 4) : 0;
   const { cap } = ctx;
   // The bias gradient is the weight kernel run on a column of ones.
   const ones = ctx.training ? ctx.alloc(cap * 4) : 0;
@@ -48,6 +52,11 @@ export function wasmDense(spec: DenseLayer, ctx: WasmContext): WasmOp {
         wv.set(params.subarray(k * nOut, (k + 1) * nOut), k * nOutP);
       }
       new Float32Array(heap.buffer, b, nOut).set(params.subarray(nIn * nOut));
+      if (proximal) {
+        const bytes = new Uint8Array(heap.buffer);
+        bytes.copyWithin(aw, w, w + wBytes);
+        bytes.copyWithin(ab, b, b + nOutP * 4);
+      }
     },
     store(params) {
       const wv = new Float32Array(heap.buffer, w, nIn * nOutP);
@@ -67,7 +76,8 @@ export function wasmDense(spec: DenseLayer, ctx: WasmContext): WasmOp {
       if (dx !== 0) {
         wasm.dense_dx(dyT, cap * 8, w, nOutP * 4, nOut, dx, x, xStride, rows, nIn, maskDx ? 1 : 0);
       }
-      const { lr, momentum, weightDecay } = sgd;
+      const { lr, momentum, weightDecay, proximalMu } = sgd;
+      const withProximal = proximal && proximalMu > 0 ? 1 : 0;
       const blocks = nOutP / BLOCK;
       const withVelocity = momentum > 0 ? 1 : 0;
       wasm.dense_dw_sgd(
@@ -85,6 +95,9 @@ export function wasmDense(spec: DenseLayer, ctx: WasmContext): WasmOp {
         momentum,
         weightDecay,
         withVelocity,
+        aw,
+        proximalMu,
+        withProximal,
       );
       wasm.dense_dw_sgd(
         ones,
@@ -101,6 +114,9 @@ export function wasmDense(spec: DenseLayer, ctx: WasmContext): WasmOp {
         momentum,
         weightDecay,
         withVelocity,
+        ab,
+        proximalMu,
+        withProximal,
       );
     },
   };

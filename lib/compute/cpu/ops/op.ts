@@ -38,6 +38,8 @@ export interface WasmContext {
   readonly training: boolean;
   /** Whether the optimizer keeps a velocity. */
   readonly momentum: boolean;
+  /** Whether the optimizer has a proximal term (FedProx), anchored at the loaded parameters. */
+  readonly proximal: boolean;
 }
 
 /** The buffers of one op's forward pass: offsets in Wasm memory and row strides in bytes. */

@@ -78,7 +78,8 @@ if (adapter === null) {
         () => Chain(Dense(13, 7, relu), Dense(7, 3), softmax),
         () => Chain(Dense(13, 9), relu, Dense(9, 5, relu), Dense(5, 3)),
       ];
-      for (const make of cases) {
+      // The second pass adds FedProx's proximal term (anchored at the initial parameters).
+      for (const [make, proximalMu] of cases.flatMap((make) => [[make, 0], [make, 0.5]] as const)) {
         const a = make().initialize(3);
         const b = make().initialize(3);
         const options = {
@@ -87,6 +88,7 @@ if (adapter === null) {
           lr: 0.05,
           momentum: 0.9,
           weightDecay: 1e-3,
+          proximalMu,
           seed: 4,
         };
         const epochsA: number[] = [];

@@ -663,13 +663,15 @@ if (adapter === null) {
   );
 
   gpuTest(
-    "sgd kernel matches Sgd.step() over 3 steps, keeping the velocity on the GPU",
+    "sgd kernel matches Sgd.step() over 3 steps, keeping the velocity on the GPU, with and without FedProx's proximal term",
     async (rt) => {
       const cases = [
         { lr: 0.05, momentum: 0, weightDecay: 0 },
         { lr: 0.05, momentum: 0, weightDecay: 5e-3 },
         { lr: 0.1, momentum: 0.9, weightDecay: 0 },
         { lr: 0.01, momentum: 0.5, weightDecay: 1e-2 },
+        { lr: 0.05, momentum: 0, weightDecay: 0, proximalMu: 0.3 },
+        { lr: 0.01, momentum: 0.9, weightDecay: 1e-2, proximalMu: 0.7 },
       ];
       for (const count of COUNTS) {
         for (const options of cases) {
@@ -679,20 +681,26 @@ if (adapter === null) {
           const withMomentum = options.momentum > 0;
           // Without momentum the velocity is bound but must stay untouched.
           const velocityInit = withMomentum ? new Float32Array(count) : filled(count);
-          await withBuffers(rt, [expected, velocityInit], async ([params, velocity]) => {
+          const mu = options.proximalMu ?? 0;
+          // The anchor is the parameters before the first step, as Sgd takes it.
+          const anchor = expected.slice();
+          await withBuffers(rt, [expected, velocityInit, anchor], async (
+            [params, velocity, anchorBuffer],
+          ) => {
             const sgd = new Sgd(count, options);
             for (let step = 0; step < 3; step++) {
               const grads = normals(rng, count);
               await run(rt, {
                 kernel: "sgd",
-                constants: { MOMENTUM: withMomentum },
+                constants: { MOMENTUM: withMomentum, PROXIMAL: mu > 0 },
                 dims: words(
                   count,
                   f32(options.lr),
                   f32(options.momentum),
                   f32(options.weightDecay),
+                  f32(mu),
                 ),
-                buffers: { 1: params!, 2: grads, 3: velocity! },
+                buffers: { 1: params!, 2: grads, 3: velocity!, 4: anchorBuffer! },
                 workgroups: [groups(count, 256)],
               });
               sgd.step(expected, grads);

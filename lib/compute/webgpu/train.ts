@@ -100,7 +100,7 @@ interface _PlanOptions {
   /** Examples a step. */
   batch: number;
   /** The optimizer, when training: backward passes and a step after each batch. */
-  sgd?: { lr: number; momentum: number; weightDecay: number };
+  sgd?: { lr: number; momentum: number; weightDecay: number; proximalMu?: number };
   /** Whether each step also writes the loss's gradient with respect to the input batch. */
   inputGradient?: boolean;
 }
@@ -246,12 +246,16 @@ class _Plan {
     const momentum = sgd.momentum > 0;
     const velocity = own(rt.acquire(model.params.byteLength, STORAGE, "velocity"));
     if (momentum) rt.write(velocity, new Float32Array(count));
+    const mu = sgd.proximalMu ?? 0;
+    // FedProx's anchor: the parameters training starts from (the gradients stand in, unread,
+    // without a proximal term).
+    const anchor = mu > 0 ? own(rt.upload(model.params, "anchor")) : grads!;
     ctx.op(
-      rt.pipeline("sgd", "main", { MOMENTUM: momentum }),
-      { 1: this.params, 2: grads!, 3: velocity },
+      rt.pipeline("sgd", "main", { MOMENTUM: momentum, PROXIMAL: mu > 0 }),
+      { 1: this.params, 2: grads!, 3: velocity, 4: anchor },
       "sgd",
       () => ({
-        words: uniformWords([count, sgd.lr, sgd.momentum, sgd.weightDecay], [1, 2, 3]),
+        words: uniformWords([count, sgd.lr, sgd.momentum, sgd.weightDecay, mu], [1, 2, 3, 4]),
         x: workgroups(count),
         y: 1,
       }),
@@ -332,21 +336,16 @@ export async function gpuTrain(
   options: TrainOptions,
 ): Promise<TrainResult> {
   const { epochs = 1, batchSize = 32, seed = 0, shuffle = true } = options;
-  const { lr, momentum = 0, weightDecay = 0 } = options;
+  const { lr, momentum = 0, weightDecay = 0, proximalMu = 0 } = options;
   checkTrainingInputs(model, data, { "Epochs": epochs, "Batch size": batchSize });
   if (data.n === 0) throw new RangeError("Cannot train on an empty dataset");
-  new Sgd(0, { lr, momentum, weightDecay }); // checks the optimizer's options
-  if ((options.proximalMu ?? 0) > 0) {
-    throw new RangeError(
-      "The WebGPU engine has no proximal term (FedProx): train FedProx clients on the cpu backend",
-    );
-  }
+  new Sgd(0, { lr, momentum, weightDecay, proximalMu }); // checks the optimizer's options
   rt.check();
   const rng = options.rng ?? new Rng(seed);
   const batch = Math.min(batchSize, data.n);
   const plan = new _Plan(rt, model, { data, buffers: cache.get(data) }, {
     batch,
-    sgd: { lr, momentum, weightDecay },
+    sgd: { lr, momentum, weightDecay, proximalMu },
   });
   try {
     let last: Metrics = { loss: NaN, accuracy: NaN, examples: 0 };

@@ -173,7 +173,7 @@ export {
   type StageHandler,
   type Trainer,
 } from "./lib/fl/participant.ts";
-export { InMemoryMember, JobQueue, SharedModelCache } from "./lib/fl/in_memory.ts";
+export { InMemoryMember } from "./lib/fl/in_memory.ts";
 export { type RoundRecord, simulate, type SimulateOptions } from "./lib/fl/simulate.ts";
 export {
   type PoolData,
@@ -185,7 +185,6 @@ export {
 } from "./lib/fl/parallel.ts";
 export { FederatedServer, ServerError, type ServerOptions } from "./lib/fl/server.ts";
 export { formatServerRound, roundRecordToJson, type ServerRoundRecord } from "./lib/fl/records.ts";
-export { ClientConnection } from "./lib/fl/connection.ts";
 export {
   backoffDelay,
   ClientError,

@@ -311,6 +311,7 @@ class _Session {
         return null;
       case "task": {
         this.#held = null;
+        this.#log(`client ${this.#options.id}: training for round ${message.round}`);
         const update = await this.#compatible(channel, () => this.#participant.train(message));
         this.#held = { task: message.task, message: update };
         this.#summary.trained++;

@@ -154,7 +154,7 @@ Deno.test({
     const procs: Proc[] = [];
     try {
       await writeBlobs(dir, 4000);
-      // Long enough local training (30 epochs) that the kills land while clients train.
+      // Long local training (30 epochs): a client killed as it begins round 2 cannot finish it.
       const server = new Proc(serverArgs(dir, [
         "--port",
         "0",
@@ -176,9 +176,13 @@ Deno.test({
         (_, i) => new Proc(clientArgs(dir, port, String(i), 10)),
       );
       procs.push(...clients);
-      await server.waitFor(/^round +1 /);
+      // Each kill lands once its client has begun round 2's training (30 local epochs): it was
+      // sampled, and its update cannot have been sent.
       const killed = [2, 5, 8];
-      for (const i of killed) clients[i]!.kill();
+      for (const i of killed) {
+        await clients[i]!.waitFor(/training for round 2$/);
+        clients[i]!.kill();
+      }
       const status = await server.finish();
       strictEqual(status.code, 0, server.lines.join("\n") + (await server.stderr));
       const records = await readRecords(`${dir}/metrics.jsonl`);

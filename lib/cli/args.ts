@@ -192,6 +192,16 @@ export const STRATEGY_FLAGS: Record<string, FlagSpec> = {
   clip: { type: "string", value: "S", help: "Clip every update to L2 norm S on the client" },
 };
 
+/** The flag of each strategy hyperparameter. */
+const _HYPER_FLAGS: Record<keyof StrategyOptions, string> = {
+  serverLr: "server-lr",
+  serverMomentum: "server-momentum",
+  beta1: "beta1",
+  beta2: "beta2",
+  tau: "tau",
+  mu: "mu",
+};
+
 /** The strategy and pipeline the flags ask for. */
 export interface StrategyChoice {
   /** The strategy's name. */
@@ -221,16 +231,8 @@ export function strategyFlags(
     fedyogi: ["server-lr", "beta1", "beta2", "tau"],
     fedprox: ["server-lr", "mu"],
   };
-  const keys: Record<string, keyof StrategyOptions> = {
-    "server-lr": "serverLr",
-    "server-momentum": "serverMomentum",
-    beta1: "beta1",
-    beta2: "beta2",
-    tau: "tau",
-    mu: "mu",
-  };
   const strategyOptions: StrategyOptions = {};
-  for (const [flag, key] of Object.entries(keys)) {
+  for (const [key, flag] of Object.entries(_HYPER_FLAGS) as [keyof StrategyOptions, string][]) {
     if (values[flag] === undefined) continue;
     if (!takes[strategy].includes(flag)) {
       throw new UsageError(`--${flag} does not apply to --strategy ${strategy}`);
@@ -255,17 +257,9 @@ export function strategyFlags(
  * @returns Command-line arguments.
  */
 export function strategyArgs(choice: StrategyChoice): string[] {
-  const flags: Record<keyof StrategyOptions, string> = {
-    serverLr: "server-lr",
-    serverMomentum: "server-momentum",
-    beta1: "beta1",
-    beta2: "beta2",
-    tau: "tau",
-    mu: "mu",
-  };
   const args = ["--strategy", choice.strategy];
   for (const [key, value] of Object.entries(choice.strategyOptions)) {
-    args.push(`--${flags[key as keyof StrategyOptions]}`, String(value));
+    args.push(`--${_HYPER_FLAGS[key as keyof StrategyOptions]}`, String(value));
   }
   for (const stage of choice.pipeline) args.push(`--${stage.id}`, String(stage.params[0]));
   return args;

@@ -16,6 +16,7 @@ import { type Dataset, subset } from "../data/dataset.ts";
 import { loadMnist } from "../data/mnist.ts";
 import { partition, type PartitionScheme } from "../data/partition.ts";
 import { ClientError, runClient } from "../fl/client.ts";
+import { JobQueue } from "../fl/in_memory.ts";
 import { FederatedServer, formatServerRound, type ServerRoundRecord } from "../fl/server.ts";
 import { STREAM } from "../fl/simulate.ts";
 import { loadOrCreateKeyFile } from "../net/key_file.ts";
@@ -436,17 +437,12 @@ const CLIENT_FLAGS: Record<string, FlagSpec> = {
  * backend's buffers and queue serve one job at once; the CPU engine runs one anyway).
  */
 function _oneAtATime(backend: Backend): Backend {
-  let queue: Promise<unknown> = Promise.resolve();
-  const serial = <T>(work: () => Promise<T>): Promise<T> => {
-    const result = queue.then(work);
-    queue = result.catch(() => {});
-    return result;
-  };
+  const queue = new JobQueue();
   return {
     kind: backend.kind,
     device: backend.device,
-    train: (model, data, options) => serial(() => backend.train(model, data, options)),
-    evaluate: (model, data) => serial(() => backend.evaluate(model, data)),
+    train: (model, data, options) => queue.run(() => backend.train(model, data, options)),
+    evaluate: (model, data) => queue.run(() => backend.evaluate(model, data)),
     createWeightedSum: () => backend.createWeightedSum(),
     dispose: () => backend.dispose(),
   };

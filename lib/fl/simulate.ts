@@ -193,9 +193,8 @@ export async function* simulate(options: SimulateOptions = {}): AsyncGenerator<R
       options.strategyOptions,
       backend.createWeightedSum(),
     );
-    const data = { train: trainData, test: testData };
-    const members = _members(backend, data.train, pool, options, { clients, seed });
-    yield* _rounds(backend, strategy, model, data, pool, members, {
+    const members = _members(backend, trainData, pool, options, { clients, seed });
+    yield* _rounds(backend, strategy, model, testData, pool, members, {
       seed,
       fraction,
       rounds,
@@ -258,7 +257,7 @@ async function* _rounds(
   backend: Backend,
   strategy: Strategy,
   model: Model,
-  data: { train: Dataset; test: Dataset | undefined },
+  testData: Dataset | undefined,
   pool: TrainerPool | null,
   members: InMemoryMember[],
   run: {
@@ -271,9 +270,7 @@ async function* _rounds(
   },
 ): AsyncGenerator<RoundRecord> {
   const backendName = `${backend.kind}: ${backend.device}`;
-  const testData = data.test;
   let task = 0;
-  let round = 0;
   const driver = new RoundDriver({
     model,
     strategy,
@@ -299,7 +296,7 @@ async function* _rounds(
     nextTask: () => ++task,
     log: () => {},
   });
-  for (round = 1; round <= run.rounds; round++) {
+  for (let round = 1; round <= run.rounds; round++) {
     const started = performance.now();
     let outcome;
     try {
